@@ -1,0 +1,272 @@
+//! Anchoring: groups waiting insights into Merkle batches, anchors each
+//! batch's root with the `InsightAnchor` contract, and marks batches final
+//! once they are deep enough.
+//!
+//! One batch is in flight at a time, because the contract accepts a root
+//! only on top of the last one. Every step is recorded in PostgreSQL before
+//! the next, so a restart resumes: a batch formed but not known on chain is
+//! sent again (the contract refuses a root twice, so this cannot double
+//! anchor), and one the chain already holds is recorded from the contract.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use alloy::primitives::{Address, B256};
+use alloy::providers::{DynProvider, Provider};
+use alloy::rpc::types::TransactionReceipt;
+use analytics_primitives::insight::BlockStamp;
+use analytics_primitives::merkle::MerkleTree;
+use anyhow::{bail, Context};
+use insight_anchor::InsightAnchor;
+use offchain_worker::hub::{Channel, Hub};
+use offchain_worker::stats::Stats;
+use offchain_worker::storage::{to_b256, BatchRow, Inclusion, NewBatch, Store};
+use serde_json::json;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use crate::config::AnchorConfig;
+
+/// Settings and handles of the anchoring manager.
+pub struct AnchorManager {
+    /// Storage.
+    pub store: Store,
+    /// A provider that signs with the anchoring key.
+    pub provider: DynProvider,
+    /// The contract.
+    pub contract: Address,
+    /// Chain id.
+    pub chain_id: u64,
+    /// Chain heads.
+    pub heads: watch::Receiver<Option<BlockStamp>>,
+    /// Batching settings.
+    pub config: AnchorConfig,
+    /// Blocks, the anchoring block included, before a batch is final.
+    pub confirmations: u64,
+    /// Broadcasts of status changes.
+    pub hub: Hub,
+    /// Counters.
+    pub stats: Arc<Stats>,
+}
+
+const RETRY_DELAY: Duration = Duration::from_secs(2);
+
+impl AnchorManager {
+    /// Runs until `shutdown` fires.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let tick = Duration::from_millis(self.config.interval_ms.clamp(50, 1000));
+        let mut last_batch = Instant::now();
+        loop {
+            let new_block = tokio::select! {
+                () = shutdown.cancelled() => break,
+                changed = self.heads.changed() => changed.is_ok(),
+                () = tokio::time::sleep(tick) => false,
+            };
+            match self.step(new_block, &mut last_batch).await {
+                Ok(()) => {}
+                Err(err) => {
+                    warn!(target: "chain::anchor", err = %format!("{err:#}"), "anchoring step failed; retrying");
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        () = tokio::time::sleep(RETRY_DELAY) => {}
+                    }
+                }
+            }
+        }
+        debug!(target: "chain::anchor", "anchoring stopped");
+    }
+
+    async fn step(
+        &mut self,
+        new_block: bool,
+        last_batch: &mut Instant,
+    ) -> anyhow::Result<()> {
+        let open = self.store.open_batches(self.contract).await?;
+        for batch in &open {
+            match batch.status.as_str() {
+                "pending" | "submitted" => return self.resume(batch).await,
+                "anchored" => self.finalize(batch).await?,
+                _ => {}
+            }
+        }
+
+        let waiting = self.store.unbatched(self.config.max_batch as i64).await?;
+        if waiting.is_empty() {
+            return Ok(());
+        }
+        let full = waiting.len() as u64 >= self.config.max_pending;
+        let due = last_batch.elapsed() >= Duration::from_millis(self.config.interval_ms);
+        if !(full || due || (new_block && self.config.on_new_block)) {
+            return Ok(());
+        }
+        *last_batch = Instant::now();
+        let batch_id = self.form_batch(&waiting).await?;
+        let batch = self.store.batch(batch_id).await?.context("batch vanished")?;
+        self.send(&batch).await
+    }
+
+    async fn form_batch(&self, waiting: &[(i64, B256)]) -> anyhow::Result<i64> {
+        let hashes: Vec<B256> = waiting.iter().map(|(_, h)| *h).collect();
+        let ids: Vec<i64> = waiting.iter().map(|(id, _)| *id).collect();
+        let tree = MerkleTree::new(&hashes).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let prev_root = match self.store.last_batch(self.contract).await? {
+            Some(last) => to_b256(&last.root)?,
+            None => self.chain_last_root().await?,
+        };
+        let batch = NewBatch {
+            root: tree.root(),
+            prev_root,
+            insight_ids: &ids,
+            contract: self.contract,
+            chain_id: self.chain_id,
+        };
+        let id = self.store.create_batch(batch).await?;
+        debug!(target: "chain::anchor", batch = id, leaves = ids.len(), "batch formed");
+        Ok(id)
+    }
+
+    async fn chain_last_root(&self) -> anyhow::Result<B256> {
+        let contract = InsightAnchor::new(self.contract, self.provider.clone());
+        Ok(contract.lastRoot().call().await.context("reading lastRoot")?)
+    }
+
+    /// Picks up a batch that was formed but is not known to be anchored.
+    async fn resume(&self, batch: &BatchRow) -> anyhow::Result<()> {
+        let root = to_b256(&batch.root)?;
+        let contract = InsightAnchor::new(self.contract, self.provider.clone());
+        let record = contract.anchorOf(root).call().await.context("reading anchorOf")?;
+        if record.batchId == 0 {
+            return self.send(batch).await;
+        }
+        let block = self
+            .provider
+            .get_block_by_number(record.blockNumber.into())
+            .await?
+            .context("anchoring block not found")?;
+        let tx_hash =
+            batch.tx_hash.as_deref().map(to_b256).transpose()?.unwrap_or_default();
+        let inclusion = Inclusion {
+            tx_hash,
+            onchain_batch: record.batchId,
+            block_number: record.blockNumber,
+            block_hash: block.header.hash,
+            block_timestamp: record.timestamp,
+        };
+        self.record_anchored(batch, inclusion).await
+    }
+
+    async fn send(&self, batch: &BatchRow) -> anyhow::Result<()> {
+        let root = to_b256(&batch.root)?;
+        let prev_root = to_b256(&batch.prev_root)?;
+        let leaves = u64::try_from(batch.leaf_count)?;
+        let contract = InsightAnchor::new(self.contract, self.provider.clone());
+        let pending = contract
+            .anchor(root, leaves, prev_root)
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("anchor({root}) rejected: {e}"))?;
+        let tx_hash = *pending.tx_hash();
+        self.store.mark_submitted(batch.id, tx_hash).await?;
+        self.publish(batch, "submitted", json!({ "txHash": tx_hash }));
+        let started = Instant::now();
+
+        let timeout = Duration::from_millis(self.config.receipt_timeout_ms);
+        let receipt = pending
+            .with_timeout(Some(timeout))
+            .get_receipt()
+            .await
+            .context("waiting for the anchoring receipt")?;
+        let inclusion = self.inclusion(&receipt, tx_hash).await?;
+        info!(
+            target: "chain::anchor",
+            batch = batch.id,
+            leaves,
+            block = inclusion.block_number,
+            gas = receipt.gas_used,
+            latency_ms = started.elapsed().as_millis() as u64,
+            "batch anchored"
+        );
+        self.record_anchored(batch, inclusion).await
+    }
+
+    async fn inclusion(
+        &self,
+        receipt: &TransactionReceipt,
+        tx_hash: B256,
+    ) -> anyhow::Result<Inclusion> {
+        if !receipt.status() {
+            bail!("anchoring transaction {tx_hash} reverted");
+        }
+        let event = receipt
+            .inner
+            .logs()
+            .iter()
+            .find_map(|log| log.log_decode::<InsightAnchor::Anchored>().ok())
+            .context("receipt has no Anchored event")?;
+        let data = event.inner.data;
+        Ok(Inclusion {
+            tx_hash,
+            onchain_batch: data.batchId,
+            block_number: data.blockNumber,
+            block_hash: receipt.block_hash.context("receipt without block hash")?,
+            block_timestamp: data.timestamp,
+        })
+    }
+
+    async fn record_anchored(
+        &self,
+        batch: &BatchRow,
+        at: Inclusion,
+    ) -> anyhow::Result<()> {
+        self.store.mark_anchored(batch.id, at).await?;
+        Stats::bump(&self.stats.batches_anchored, 1);
+        let details = json!({
+            "txHash": at.tx_hash,
+            "onchainBatch": at.onchain_batch,
+            "blockNumber": at.block_number,
+            "blockHash": at.block_hash,
+            "blockTimestamp": at.block_timestamp,
+        });
+        self.publish(batch, "anchored", details);
+        Ok(())
+    }
+
+    async fn finalize(&self, batch: &BatchRow) -> anyhow::Result<()> {
+        let Some(head) = *self.heads.borrow() else { return Ok(()) };
+        let Some(number) = batch.block_number.and_then(|n| u64::try_from(n).ok()) else {
+            return Ok(());
+        };
+        if head.number + 1 < number + self.confirmations {
+            return Ok(());
+        }
+        let block = self.provider.get_block_by_number(number.into()).await?;
+        let canonical = block.map(|b| b.header.hash);
+        let recorded = batch.block_hash.as_deref().map(to_b256).transpose()?;
+        if canonical != recorded {
+            error!(
+                target: "chain::anchor",
+                batch = batch.id,
+                block = number,
+                "anchoring block is no longer canonical; batch not final"
+            );
+            return Ok(());
+        }
+        self.store.mark_final(batch.id).await?;
+        Stats::bump(&self.stats.batches_final, 1);
+        let depth = head.number + 1 - number;
+        self.publish(batch, "final", json!({ "confirmations": depth }));
+        Ok(())
+    }
+
+    fn publish(&self, batch: &BatchRow, status: &str, details: serde_json::Value) {
+        let data = json!({
+            "batchId": batch.id,
+            "root": format!("0x{}", alloy::hex::encode(&batch.root)),
+            "leafCount": batch.leaf_count,
+            "status": status,
+            "details": details,
+        });
+        self.hub.publish(Channel::Anchors, data);
+    }
+}

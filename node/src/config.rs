@@ -1,0 +1,413 @@
+//! Node configuration: a TOML file, then environment variables, then
+//! command-line flags, each overriding the one before; anything unset keeps
+//! the default below. The file rejects unknown fields, and every value is
+//! validated before start-up, with errors naming the field.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use alloy::primitives::Address;
+use analytics_primitives::analysis::BaselineConfig;
+use analytics_primitives::event::StreamKind;
+use serde::Deserialize;
+
+/// Default Redis URL.
+pub const DEFAULT_REDIS_URL: &str = "redis://localhost:6379";
+/// Default PostgreSQL URL.
+pub const DEFAULT_DATABASE_URL: &str =
+    "postgresql://analytics:password@localhost:5432/analytics_db";
+/// Default chain RPC URL (anvil's).
+pub const DEFAULT_ETH_RPC_URL: &str = "http://127.0.0.1:8545";
+/// Default WebSocket / HTTP port.
+pub const DEFAULT_WS_PORT: u16 = 8080;
+/// Default JSON-RPC port.
+pub const DEFAULT_RPC_PORT: u16 = 9944;
+/// Chain id of a local anvil chain.
+pub const ANVIL_CHAIN_ID: u64 = 31337;
+
+/// A configuration value that cannot work. The node does not start.
+#[derive(Debug, thiserror::Error)]
+#[error("config field `{field}`: {reason}")]
+pub struct ConfigError {
+    /// Dotted path of the field (`redis.url`).
+    pub field: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl ConfigError {
+    fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self { field: field.into(), reason: reason.into() }
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Redis source.
+    pub redis: RedisConfig,
+    /// PostgreSQL.
+    pub database: DatabaseConfig,
+    /// Ethereum chain and anchoring.
+    pub chain: ChainConfig,
+    /// Batching of insights into anchored Merkle trees.
+    pub anchor: AnchorConfig,
+    /// Ingestion pipeline.
+    pub pipeline: PipelineSettings,
+    /// Listening sockets.
+    pub server: ServerConfig,
+    /// The analysis.
+    pub analysis: BaselineConfig,
+}
+
+/// Redis pub/sub source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    /// Whether to subscribe at all. Default true.
+    pub enabled: bool,
+    /// Server URL. Default `redis://localhost:6379`.
+    pub url: String,
+    /// Channel carrying user events. Default `user_events`.
+    pub user_events: String,
+    /// Channel carrying system metrics. Default `system_metrics`.
+    pub system_metrics: String,
+    /// Channel carrying business events. Default `business_events`.
+    pub business_events: String,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            url: DEFAULT_REDIS_URL.into(),
+            user_events: "user_events".into(),
+            system_metrics: "system_metrics".into(),
+            business_events: "business_events".into(),
+        }
+    }
+}
+
+impl RedisConfig {
+    /// Channel name to the kind of event it carries.
+    pub fn channels(&self) -> BTreeMap<String, StreamKind> {
+        BTreeMap::from([
+            (self.user_events.clone(), StreamKind::UserEvents),
+            (self.system_metrics.clone(), StreamKind::SystemMetrics),
+            (self.business_events.clone(), StreamKind::BusinessEvents),
+        ])
+    }
+}
+
+/// PostgreSQL.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// Connection URL. Default
+    /// `postgresql://analytics:password@localhost:5432/analytics_db`.
+    pub url: String,
+    /// Pool size. Default 10.
+    pub max_connections: u32,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self { url: DEFAULT_DATABASE_URL.into(), max_connections: 10 }
+    }
+}
+
+/// Ethereum chain and anchoring.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChainConfig {
+    /// HTTP JSON-RPC URL. Default `http://127.0.0.1:8545`.
+    pub rpc_url: String,
+    /// WebSocket URL for the new-heads subscription. Default: `rpc_url`
+    /// with `ws` for `http`; when the subscription fails the node polls.
+    pub ws_url: Option<String>,
+    /// Address of the `InsightAnchor` contract. When unset on a local anvil
+    /// chain (id 31337) `run` deploys one; elsewhere it is required.
+    pub contract: Option<String>,
+    /// Chain id the RPC must report, when set.
+    pub chain_id: Option<u64>,
+    /// Blocks (the anchoring block included) before a batch is final.
+    /// Default 2.
+    pub confirmations: u64,
+    /// Interval of head polling when no subscription is available,
+    /// milliseconds. Default 1000.
+    pub poll_interval_ms: u64,
+}
+
+impl Default for ChainConfig {
+    fn default() -> Self {
+        Self {
+            rpc_url: DEFAULT_ETH_RPC_URL.into(),
+            ws_url: None,
+            contract: None,
+            chain_id: None,
+            confirmations: 2,
+            poll_interval_ms: 1000,
+        }
+    }
+}
+
+impl ChainConfig {
+    /// The WebSocket URL to subscribe on.
+    pub fn ws_url(&self) -> String {
+        match &self.ws_url {
+            Some(url) => url.clone(),
+            None => self
+                .rpc_url
+                .replacen("https://", "wss://", 1)
+                .replacen("http://", "ws://", 1),
+        }
+    }
+
+    /// The configured contract address, parsed.
+    pub fn contract_address(&self) -> Result<Option<Address>, ConfigError> {
+        let Some(text) = &self.contract else { return Ok(None) };
+        let address = text.parse().map_err(|e| {
+            ConfigError::new("chain.contract", format!("not an address: {e}"))
+        })?;
+        Ok(Some(address))
+    }
+}
+
+/// Batching of insights into anchored Merkle trees.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnchorConfig {
+    /// Form a batch on every new block when insights are waiting.
+    /// Default true.
+    pub on_new_block: bool,
+    /// Form a batch as soon as this many insights wait. Default 256.
+    pub max_pending: u64,
+    /// Form a batch when the oldest waiting insight is this old,
+    /// milliseconds. Default 5000.
+    pub interval_ms: u64,
+    /// Most insights in one batch. Default 1024.
+    pub max_batch: u64,
+    /// Longest wait for an anchoring transaction's receipt, milliseconds.
+    /// Default 60000.
+    pub receipt_timeout_ms: u64,
+}
+
+impl Default for AnchorConfig {
+    fn default() -> Self {
+        Self {
+            on_new_block: true,
+            max_pending: 256,
+            interval_ms: 5000,
+            max_batch: 1024,
+            receipt_timeout_ms: 60_000,
+        }
+    }
+}
+
+/// Ingestion pipeline.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineSettings {
+    /// Most messages per PostgreSQL transaction. Default 500.
+    pub batch_size: usize,
+    /// Longest wait for a batch to fill, milliseconds. Default 50.
+    pub flush_interval_ms: u64,
+    /// Largest accepted message, bytes; larger ones become dead letters.
+    /// Default 1 MiB.
+    pub max_message_bytes: usize,
+    /// Messages buffered between the sources and the pipeline. Default
+    /// 10000.
+    pub queue_capacity: usize,
+}
+
+impl Default for PipelineSettings {
+    fn default() -> Self {
+        Self {
+            batch_size: 500,
+            flush_interval_ms: 50,
+            max_message_bytes: 1 << 20,
+            queue_capacity: 10_000,
+        }
+    }
+}
+
+/// Listening sockets.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address both servers bind. Default `127.0.0.1`.
+    pub bind: String,
+    /// HTTP port (`/health`, `/metrics`). Default 8080.
+    pub ws_port: u16,
+    /// JSON-RPC port, HTTP and WebSocket. Default 9944.
+    pub rpc_port: u16,
+    /// Most JSON-RPC connections. Default 1000.
+    pub rpc_max_connections: u32,
+    /// Most subscriptions per JSON-RPC connection. Default 16.
+    pub rpc_max_subscriptions: u32,
+    /// Largest JSON-RPC request, bytes. Default 256 KiB.
+    pub rpc_max_request_bytes: u32,
+    /// Largest JSON-RPC response, bytes. Default 16 MiB.
+    pub rpc_max_response_bytes: u32,
+    /// Most calls in one JSON-RPC batch. Default 32.
+    pub rpc_max_batch: u32,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1".into(),
+            ws_port: DEFAULT_WS_PORT,
+            rpc_port: DEFAULT_RPC_PORT,
+            rpc_max_connections: 1000,
+            rpc_max_subscriptions: 16,
+            rpc_max_request_bytes: 256 * 1024,
+            rpc_max_response_bytes: 16 * 1024 * 1024,
+            rpc_max_batch: 32,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The bind address, parsed.
+    pub fn bind_ip(&self) -> Result<IpAddr, ConfigError> {
+        self.bind.parse().map_err(|e| ConfigError::new("server.bind", format!("{e}")))
+    }
+}
+
+impl Config {
+    /// Reads a TOML file; a missing `path` gives the defaults.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let Some(path) = path else { return Ok(Self::default()) };
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::new("--config", format!("cannot read {}: {e}", path.display()))
+        })?;
+        Self::from_toml(&text)
+    }
+
+    /// Parses TOML text.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let deserializer = toml::Deserializer::new(text);
+        serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let field = e.path().to_string();
+            let reason = e.into_inner().message().trim().to_owned();
+            ConfigError::new(field, reason)
+        })
+    }
+
+    /// Checks every value; the first problem names its field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check_url("redis.url", &self.redis.url, &["redis", "rediss"])?;
+        check_channels(&self.redis)?;
+        check_url("database.url", &self.database.url, &["postgres", "postgresql"])?;
+        positive("database.max_connections", self.database.max_connections.into())?;
+        check_url("chain.rpc_url", &self.chain.rpc_url, &["http", "https"])?;
+        check_url("chain.ws_url", &self.chain.ws_url(), &["ws", "wss"])?;
+        self.chain.contract_address()?;
+        positive("chain.confirmations", self.chain.confirmations)?;
+        positive("chain.poll_interval_ms", self.chain.poll_interval_ms)?;
+        positive("anchor.max_pending", self.anchor.max_pending)?;
+        positive("anchor.interval_ms", self.anchor.interval_ms)?;
+        positive("anchor.receipt_timeout_ms", self.anchor.receipt_timeout_ms)?;
+        if !(1..=65_536).contains(&self.anchor.max_batch) {
+            return Err(ConfigError::new("anchor.max_batch", "must be 1 to 65536"));
+        }
+        positive("pipeline.batch_size", self.pipeline.batch_size as u64)?;
+        positive("pipeline.flush_interval_ms", self.pipeline.flush_interval_ms)?;
+        positive("pipeline.max_message_bytes", self.pipeline.max_message_bytes as u64)?;
+        positive("pipeline.queue_capacity", self.pipeline.queue_capacity as u64)?;
+        self.server.bind_ip()?;
+        if self.server.rpc_port != 0 && self.server.rpc_port == self.server.ws_port {
+            return Err(ConfigError::new(
+                "server.rpc_port",
+                "must differ from server.ws_port",
+            ));
+        }
+        positive("server.rpc_max_connections", self.server.rpc_max_connections.into())?;
+        positive("server.rpc_max_batch", self.server.rpc_max_batch.into())?;
+        self.analysis
+            .validate()
+            .map_err(|e| ConfigError::new(format!("analysis.{}", e.field), e.reason))
+    }
+
+    /// The pipeline flush interval.
+    pub fn flush_interval(&self) -> Duration {
+        Duration::from_millis(self.pipeline.flush_interval_ms)
+    }
+}
+
+fn check_url(field: &str, text: &str, schemes: &[&str]) -> Result<(), ConfigError> {
+    let url = url::Url::parse(text)
+        .map_err(|e| ConfigError::new(field, format!("{text:?} is not a URL: {e}")))?;
+    if !schemes.contains(&url.scheme()) {
+        let expected = schemes.join(", ");
+        let reason = format!("scheme {:?} is not one of {expected}", url.scheme());
+        return Err(ConfigError::new(field, reason));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(ConfigError::new(field, format!("{text:?} has no host")));
+    }
+    Ok(())
+}
+
+fn check_channels(redis: &RedisConfig) -> Result<(), ConfigError> {
+    let names = [
+        ("redis.user_events", &redis.user_events),
+        ("redis.system_metrics", &redis.system_metrics),
+        ("redis.business_events", &redis.business_events),
+    ];
+    for (field, name) in names {
+        if name.trim().is_empty() {
+            return Err(ConfigError::new(field, "must not be empty"));
+        }
+    }
+    if redis.channels().len() != names.len() {
+        return Err(ConfigError::new("redis", "the three channels must differ"));
+    }
+    Ok(())
+}
+
+fn positive(field: &str, value: u64) -> Result<(), ConfigError> {
+    if value == 0 {
+        return Err(ConfigError::new(field, "must be greater than 0"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_original() {
+        let config = Config::default();
+        config.validate().unwrap();
+        assert_eq!(config.redis.url, "redis://localhost:6379");
+        assert_eq!(config.server.ws_port, 8080);
+        assert_eq!(config.server.rpc_port, 9944);
+        assert_eq!(config.server.bind, "127.0.0.1");
+        assert_eq!(config.chain.ws_url(), "ws://127.0.0.1:8545");
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let cases = [
+            ("[redis]\nurl = 5", "redis.url"),
+            ("[redis]\nurl = \"http://x\"", "redis.url"),
+            ("[server]\nrpc_port = 70000", "server.rpc_port"),
+            ("[server]\nbind = \"nowhere\"", "server.bind"),
+            ("[chain]\ncontract = \"0x12\"", "chain.contract"),
+            ("[pipeline]\nbatch_size = 0", "pipeline.batch_size"),
+            ("[redis]\nsurprise = 1", "redis"),
+            ("[database]\nurl = \"mysql://h/db\"", "database.url"),
+        ];
+        for (text, field) in cases {
+            let err = Config::from_toml(text).and_then(|c| c.validate().map(|()| c));
+            let err = err.expect_err(text);
+            assert!(err.field.starts_with(field), "{text}: {err}");
+        }
+    }
+}

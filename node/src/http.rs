@@ -1,0 +1,57 @@
+//! The HTTP server: `/health` for orchestrators and `/metrics` for
+//! Prometheus.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use tokio_util::sync::CancellationToken;
+
+use crate::health::{prometheus, HealthProbe};
+use crate::state::NodeState;
+
+/// The routes.
+pub fn router(state: Arc<NodeState>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+/// Binds and serves until `shutdown` fires; returns the bound address.
+pub async fn serve(
+    state: Arc<NodeState>,
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    let app = router(state);
+    let task = tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await;
+        if let Err(err) = served {
+            tracing::error!(target: "http", %err, "HTTP server stopped");
+        }
+    });
+    Ok((local, task))
+}
+
+async fn health(State(state): State<Arc<NodeState>>) -> impl IntoResponse {
+    let report = HealthProbe::new(&state).report().await;
+    let code = if report.status == "ok" {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(report))
+}
+
+async fn metrics(State(state): State<Arc<NodeState>>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], prometheus(&state))
+}

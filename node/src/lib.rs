@@ -1,0 +1,23 @@
+//! The analytics node: wiring of the off-chain worker, the chain client,
+//! the JSON-RPC and HTTP servers, and the auditor's verifier.
+//!
+//! Layout:
+//! - [`cli`]: the command line; [`commands`]: what each command does;
+//! - [`config`]: configuration layers and validation;
+//! - [`chain`]: providers, head follower, anchoring manager;
+//! - [`rpc`]: the `analytics_*` JSON-RPC server;
+//! - [`http`] and [`health`]: `/health`, `/metrics` and health reports;
+//! - [`verify`]: the auditor's verifier, which trusts only the chain;
+//! - [`feed`]: publishes CSV series to Redis for demos and tests.
+
+pub mod chain;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod feed;
+pub mod health;
+pub mod http;
+pub mod logging;
+pub mod rpc;
+pub mod state;
+pub mod verify;

@@ -1,0 +1,225 @@
+//! The auditor's verifier. It reads an insight and its proof (the document
+//! `analytics_getInsightProof` returns) and checks it against the chain
+//! alone: it recomputes the insight hash from the content, the Merkle root
+//! from the proof, reads the root's record from the contract, and checks
+//! the blocks it names. It never reads the node's database.
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use alloy::primitives::{Address, B256};
+use alloy::providers::{DynProvider, Provider};
+use analytics_primitives::canonical::to_canonical_json;
+use analytics_primitives::keccak256;
+use analytics_primitives::merkle::{leaf_hash, process_proof};
+use analytics_primitives::timestamp::format_millis;
+use anyhow::{bail, Context};
+use insight_anchor::InsightAnchor;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::chain::read_provider;
+
+/// Options of `analytics-node verify`.
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    /// The proof document, a file path or `-` for standard input.
+    #[arg(default_value = "-")]
+    pub proof: String,
+    /// Chain JSON-RPC URL to check against.
+    #[arg(long, env = "ANALYTICS_ETH_RPC_URL", default_value = crate::config::DEFAULT_ETH_RPC_URL)]
+    pub rpc_url: String,
+    /// The anchoring contract to trust. Without it the address named in the
+    /// proof document is used, and the output says so.
+    #[arg(long)]
+    pub contract: Option<Address>,
+    /// Confirmations required to call the insight verified.
+    #[arg(long, default_value_t = 1)]
+    pub min_confirmations: u64,
+}
+
+/// The part of the proof document the verifier reads.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ProofDocument {
+    insight: Value,
+    hash: Option<B256>,
+    proof: Vec<B256>,
+    root: Option<B256>,
+    batch: Option<BatchClaim>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BatchClaim {
+    contract: Option<Address>,
+    chain_id: Option<u64>,
+}
+
+/// What the verifier found.
+#[derive(Debug)]
+pub struct Verdict {
+    /// Whether every check passed.
+    pub verified: bool,
+    /// One line per check.
+    pub lines: Vec<String>,
+}
+
+/// Runs `verify`; the process exits 0 only when `verified`.
+pub async fn run(args: VerifyArgs) -> anyhow::Result<Verdict> {
+    let text = read_input(&args.proof)?;
+    let document: ProofDocument =
+        serde_json::from_str(&text).context("the proof document is not valid JSON")?;
+    let provider = read_provider(&args.rpc_url)?;
+    check(&provider, &document, &args).await
+}
+
+fn read_input(path: &str) -> anyhow::Result<String> {
+    if path == "-" {
+        let mut text = String::new();
+        std::io::stdin().read_to_string(&mut text).context("reading standard input")?;
+        return Ok(text);
+    }
+    let path = PathBuf::from(path);
+    std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
+}
+
+async fn check(
+    provider: &DynProvider,
+    document: &ProofDocument,
+    args: &VerifyArgs,
+) -> anyhow::Result<Verdict> {
+    let mut verdict = Verdict { verified: true, lines: Vec::new() };
+
+    // 1. The content hash, recomputed from the content.
+    let canonical = to_canonical_json(&document.insight)?;
+    let hash = keccak256(canonical.as_bytes());
+    verdict.note(true, format!("insight hash {hash} (keccak256 of its RFC 8785 JSON)"));
+    if let Some(claimed) = document.hash {
+        verdict.note(claimed == hash, format!("document's hash field {claimed} matches"));
+    }
+
+    // 2. The Merkle root, recomputed from the proof.
+    let root = process_proof(leaf_hash(hash), &document.proof);
+    verdict.note(
+        true,
+        format!("Merkle root {root} from {} proof nodes", document.proof.len()),
+    );
+    if let Some(claimed) = document.root {
+        verdict.note(claimed == root, format!("document's root field {claimed} matches"));
+    }
+
+    // 3. The chain and the contract.
+    let chain_id = provider.get_chain_id().await.context("cannot reach the chain")?;
+    let claim = document.batch.as_ref();
+    if let Some(claimed) = claim.and_then(|b| b.chain_id) {
+        verdict.note(
+            claimed == chain_id,
+            format!("chain id {chain_id} (document: {claimed})"),
+        );
+    }
+    let contract = match (args.contract, claim.and_then(|b| b.contract)) {
+        (Some(address), _) => {
+            verdict.note(true, format!("contract {address} (given by the auditor)"));
+            address
+        }
+        (None, Some(address)) => {
+            verdict.note(
+                true,
+                format!(
+                    "contract {address} (named by the document; pin it with --contract)"
+                ),
+            );
+            address
+        }
+        (None, None) => bail!("no contract: pass --contract"),
+    };
+    let code = provider.get_code_at(contract).await?;
+    if code.is_empty() {
+        verdict.note(false, format!("no contract code at {contract}"));
+        return Ok(verdict);
+    }
+
+    anchored(provider, contract, root, hash, document, args, &mut verdict).await?;
+    Ok(verdict)
+}
+
+async fn anchored(
+    provider: &DynProvider,
+    contract: Address,
+    root: B256,
+    hash: B256,
+    document: &ProofDocument,
+    args: &VerifyArgs,
+    verdict: &mut Verdict,
+) -> anyhow::Result<()> {
+    let anchor = InsightAnchor::new(contract, provider.clone());
+    let record = anchor.anchorOf(root).call().await.context("calling anchorOf")?;
+    if record.batchId == 0 {
+        verdict.note(
+            false,
+            format!("NOT ANCHORED: the contract has no record of root {root}"),
+        );
+        return Ok(());
+    }
+    let on_chain =
+        anchor.verifyInsight(root, document.proof.clone(), hash).call().await?;
+    verdict.note(on_chain, "contract's verifyInsight view accepts the proof".into());
+
+    let block = provider
+        .get_block_by_number(record.blockNumber.into())
+        .await?
+        .context("the anchoring block is missing from the chain")?;
+    let same_time = block.header.timestamp == record.timestamp;
+    verdict
+        .note(same_time, format!("block {} time matches the record", record.blockNumber));
+
+    let latest = provider.get_block_number().await?;
+    let confirmations = (latest + 1).saturating_sub(record.blockNumber);
+    let deep = confirmations >= args.min_confirmations;
+    let status = if deep { "ANCHORED" } else { "ANCHORED, NOT YET CONFIRMED" };
+    let when = format_millis(i64::try_from(record.timestamp)?.saturating_mul(1000));
+    verdict.note(
+        deep,
+        format!(
+            "{status}: batch {} in block {} ({}) at {when}, {confirmations} confirmations \
+             (required {})",
+            record.batchId, record.blockNumber, block.header.hash, args.min_confirmations
+        ),
+    );
+    computed_after(provider, document, verdict).await
+}
+
+/// Checks the block the insight claims to have seen, which bounds from
+/// below when it was computed.
+async fn computed_after(
+    provider: &DynProvider,
+    document: &ProofDocument,
+    verdict: &mut Verdict,
+) -> anyhow::Result<()> {
+    let stamp = &document.insight["block"];
+    let (Some(number), Some(hash)) = (stamp["number"].as_u64(), stamp["hash"].as_str())
+    else {
+        verdict.note(false, "insight has no block stamp".into());
+        return Ok(());
+    };
+    let block = provider.get_block_by_number(number.into()).await?;
+    let matches = block.as_ref().is_some_and(|b| b.header.hash.to_string() == hash);
+    let when = block
+        .map(|b| {
+            format_millis(
+                i64::try_from(b.header.timestamp).unwrap_or(0).saturating_mul(1000),
+            )
+        })
+        .unwrap_or_else(|| "unknown".into());
+    verdict.note(matches, format!("computed after block {number} ({hash}) at {when}"));
+    Ok(())
+}
+
+impl Verdict {
+    fn note(&mut self, ok: bool, line: String) {
+        self.verified &= ok;
+        let mark = if ok { "ok  " } else { "FAIL" };
+        self.lines.push(format!("{mark} {line}"));
+    }
+}

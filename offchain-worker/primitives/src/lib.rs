@@ -1,0 +1,22 @@
+//! Pure building blocks of the analytics node: no I/O, no clocks, no
+//! randomness, so every result here can be recomputed bit for bit by anyone.
+//!
+//! Layout:
+//! - [`event`]: the typed events (user, system metric, business) and their
+//!   parsing and validation from raw message bytes;
+//! - [`timestamp`]: the documented rules for reading event timestamps;
+//! - [`insight`]: insights, their block stamp and their content hash;
+//! - [`canonical`]: RFC 8785 (JCS) canonical JSON;
+//! - [`merkle`]: OpenZeppelin-compatible StandardMerkleTree over `bytes32`
+//!   leaves, with proofs;
+//! - [`analysis`]: the streaming analysis behind the [`analysis::Analyzer`]
+//!   trait.
+
+pub mod analysis;
+pub mod canonical;
+pub mod event;
+pub mod insight;
+pub mod merkle;
+pub mod timestamp;
+
+pub use alloy_primitives::{keccak256, B256};

@@ -1,0 +1,82 @@
+//! Broadcast channels: every stage publishes here, dashboards and
+//! subscriptions follow.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+/// Messages kept for slow receivers before they lag.
+pub const HUB_CAPACITY: usize = 4096;
+
+/// The channels a client can follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    /// Metric samples as they are stored.
+    Dashboard,
+    /// Insights as they are stored.
+    Insights,
+    /// Anomalies of high or critical severity.
+    Alerts,
+    /// Anchoring status changes of batches.
+    Anchors,
+}
+
+/// One broadcast: `{type, data, timestamp}` on the wire.
+#[derive(Debug, Clone, Serialize)]
+pub struct HubMessage {
+    /// The channel.
+    #[serde(skip)]
+    pub channel: Channel,
+    /// The wire type (`dashboard_update`, `insights`, `alert`, `anchor`).
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// The payload.
+    pub data: Value,
+    /// Wall-clock time of the broadcast, RFC 3339.
+    pub timestamp: String,
+}
+
+/// The shared broadcast hub.
+#[derive(Debug, Clone)]
+pub struct Hub {
+    sender: broadcast::Sender<Arc<HubMessage>>,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Hub {
+    /// A hub with [`HUB_CAPACITY`] slots.
+    pub fn new() -> Self {
+        Self { sender: broadcast::channel(HUB_CAPACITY).0 }
+    }
+
+    /// Publishes on a channel; without receivers the message is dropped.
+    pub fn publish(&self, channel: Channel, data: Value) {
+        let kind = match channel {
+            Channel::Dashboard => "dashboard_update",
+            Channel::Insights => "insights",
+            Channel::Alerts => "alert",
+            Channel::Anchors => "anchor",
+        };
+        let timestamp = analytics_primitives::timestamp::format_millis(now_millis());
+        let message = HubMessage { channel, kind, data, timestamp };
+        let _ = self.sender.send(Arc::new(message));
+    }
+
+    /// A receiver of every channel; filter by [`HubMessage::channel`].
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<HubMessage>> {
+        self.sender.subscribe()
+    }
+}
+
+fn now_millis() -> i64 {
+    let nanos = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
+    i64::try_from(nanos / 1_000_000).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,4 @@
+//! Message sources. Each source turns its transport's messages into
+//! [`crate::envelope::Envelope`]s on a bounded channel to the pipeline.
+
+pub mod redis;

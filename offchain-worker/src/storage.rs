@@ -1,0 +1,640 @@
+//! PostgreSQL storage: every SQL statement of the worker lives here.
+//!
+//! Writes of one pipeline batch (events, metrics, insights, dead letters)
+//! happen in one transaction. Event ids are reserved from the sequence
+//! before the insert so the analysis can cite them; bulk inserts go through
+//! `UNNEST` so a batch costs a handful of round trips.
+
+use alloy_primitives::{Address, B256};
+use serde_json::Value;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::{FromRow, Postgres, Transaction};
+use time::OffsetDateTime;
+
+use crate::error::WorkerError;
+
+/// A transaction on the store.
+pub type StoreTx = Transaction<'static, Postgres>;
+
+/// An event row to insert.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    /// Reserved id.
+    pub id: i64,
+    /// Source kind (`redis`).
+    pub source: String,
+    /// Channel or topic.
+    pub stream: String,
+    /// Partition.
+    pub partition: i32,
+    /// Offset in a log-based source.
+    pub offset: Option<i64>,
+    /// `user_event`, `system_metric` or `business_event`.
+    pub kind: &'static str,
+    /// The event type, when the event has one.
+    pub event_type: Option<String>,
+    /// The user, when the event has one.
+    pub user_id: Option<String>,
+    /// The message text, a JSON object.
+    pub payload: String,
+    /// The event's own time.
+    pub event_time: OffsetDateTime,
+    /// When the worker received it.
+    pub received_at: OffsetDateTime,
+}
+
+/// A metric row to insert.
+#[derive(Debug, Clone)]
+pub struct NewMetric {
+    /// The event it came from.
+    pub event_id: i64,
+    /// Metric name.
+    pub name: String,
+    /// Value.
+    pub value: f64,
+    /// Change against the previous sample, percent.
+    pub change_percent: Option<f64>,
+    /// Tags object.
+    pub tags: Value,
+    /// Sample time.
+    pub metric_time: OffsetDateTime,
+}
+
+/// An insight row to insert.
+#[derive(Debug, Clone)]
+pub struct NewInsight {
+    /// Content hash.
+    pub hash: B256,
+    /// Kind name.
+    pub kind: String,
+    /// Subject.
+    pub subject: String,
+    /// Severity name.
+    pub severity: Option<String>,
+    /// The canonical JSON that was hashed.
+    pub canonical: String,
+    /// The event it was computed on.
+    pub event_id: i64,
+    /// Stamped block number.
+    pub block_number: i64,
+    /// Stamped block time.
+    pub block_time: OffsetDateTime,
+}
+
+/// A dead letter to insert.
+#[derive(Debug, Clone)]
+pub struct NewDeadLetter {
+    /// Source kind.
+    pub source: String,
+    /// Channel or topic.
+    pub stream: String,
+    /// Partition.
+    pub partition: i32,
+    /// Offset in a log-based source.
+    pub offset: Option<i64>,
+    /// The message bytes, unchanged.
+    pub raw: Vec<u8>,
+    /// Why it was rejected.
+    pub reason: String,
+    /// When the worker received it.
+    pub received_at: OffsetDateTime,
+}
+
+/// A stored insight.
+#[derive(Debug, Clone, FromRow)]
+pub struct InsightRow {
+    /// Id.
+    pub id: i64,
+    /// Content hash, 32 bytes.
+    pub hash: Vec<u8>,
+    /// Kind.
+    pub kind: String,
+    /// Subject.
+    pub subject: String,
+    /// Severity.
+    pub severity: Option<String>,
+    /// Canonical JSON that was hashed.
+    pub canonical: String,
+    /// Event id.
+    pub event_id: i64,
+    /// Stamped block number.
+    pub block_number: i64,
+    /// Stamped block time.
+    pub block_time: OffsetDateTime,
+    /// When it was stored.
+    pub created_at: OffsetDateTime,
+    /// Its batch, once batched.
+    pub batch_id: Option<i64>,
+    /// Its leaf position in the batch.
+    pub leaf_index: Option<i32>,
+}
+
+/// A stored batch.
+#[derive(Debug, Clone, FromRow)]
+pub struct BatchRow {
+    /// Id.
+    pub id: i64,
+    /// Merkle root.
+    pub root: Vec<u8>,
+    /// Root of the previous batch (zero for the first).
+    pub prev_root: Vec<u8>,
+    /// Number of insights.
+    pub leaf_count: i32,
+    /// `pending`, `submitted`, `anchored` or `final`.
+    pub status: String,
+    /// Contract address.
+    pub contract: Vec<u8>,
+    /// Chain id.
+    pub chain_id: i64,
+    /// Anchoring transaction.
+    pub tx_hash: Option<Vec<u8>>,
+    /// Batch id the contract assigned.
+    pub onchain_batch: Option<i64>,
+    /// Anchoring block number.
+    pub block_number: Option<i64>,
+    /// Anchoring block hash.
+    pub block_hash: Option<Vec<u8>>,
+    /// Anchoring block time, Unix seconds.
+    pub block_timestamp: Option<i64>,
+    /// When the batch was formed.
+    pub created_at: OffsetDateTime,
+    /// When it was seen anchored.
+    pub anchored_at: Option<OffsetDateTime>,
+    /// When it became final.
+    pub finalized_at: Option<OffsetDateTime>,
+}
+
+/// Where a batch landed on chain.
+#[derive(Debug, Clone, Copy)]
+pub struct Inclusion {
+    /// Transaction hash.
+    pub tx_hash: B256,
+    /// Batch id the contract assigned.
+    pub onchain_batch: u64,
+    /// Block number.
+    pub block_number: u64,
+    /// Block hash.
+    pub block_hash: B256,
+    /// Block time, Unix seconds.
+    pub block_timestamp: u64,
+}
+
+/// A metric sample for history queries.
+#[derive(Debug, Clone, FromRow)]
+pub struct MetricSample {
+    /// Name.
+    pub name: String,
+    /// Value.
+    pub value: f64,
+    /// Change in percent.
+    pub change_percent: Option<f64>,
+    /// Tags.
+    pub tags: Value,
+    /// Time.
+    pub metric_time: OffsetDateTime,
+}
+
+/// Filters of [`Store::list_insights`].
+#[derive(Debug, Clone, Default)]
+pub struct InsightFilter {
+    /// Only this kind.
+    pub kind: Option<String>,
+    /// Only this subject.
+    pub subject: Option<String>,
+    /// Only ids below this (paging backwards).
+    pub before_id: Option<i64>,
+    /// At most this many (capped by the caller).
+    pub limit: i64,
+}
+
+/// Database row counts for health reports.
+#[derive(Debug, Clone, Copy, Default, FromRow)]
+pub struct Counts {
+    /// Events.
+    pub events: i64,
+    /// Dead letters.
+    pub dead_letters: i64,
+    /// Insights.
+    pub insights: i64,
+    /// Batches.
+    pub batches: i64,
+}
+
+/// The PostgreSQL store.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: PgPool,
+}
+
+impl Store {
+    /// Connects a pool of at most `max_connections`.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, WorkerError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(std::time::Duration::from_secs(10))
+            .connect(url)
+            .await?;
+        Ok(Self { pool })
+    }
+
+    /// The underlying pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Applies pending migrations.
+    pub async fn migrate(&self) -> Result<(), WorkerError> {
+        crate::MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+    }
+
+    /// Starts a transaction.
+    pub async fn begin(&self) -> Result<StoreTx, WorkerError> {
+        Ok(self.pool.begin().await?)
+    }
+
+    /// Reserves `count` event ids, in increasing order.
+    pub async fn reserve_event_ids(&self, count: usize) -> Result<Vec<i64>, WorkerError> {
+        let count = i64::try_from(count).unwrap_or(i64::MAX);
+        let ids = sqlx::query_scalar(
+            "SELECT nextval('events_id_seq') FROM generate_series(1, $1) ORDER BY 1",
+        )
+        .bind(count)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(ids)
+    }
+}
+
+/// Inserts events in one statement.
+pub async fn insert_events(
+    tx: &mut StoreTx,
+    rows: &[NewEvent],
+) -> Result<(), WorkerError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO events (id, source, stream, partition, \"offset\", kind, \
+         event_type, user_id, payload, event_time, received_at) \
+         SELECT i, s, st, p, o, k, et, u, pl::jsonb, t, r FROM UNNEST(\
+         $1::int8[], $2::text[], $3::text[], $4::int4[], $5::int8[], $6::text[], \
+         $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::timestamptz[]) \
+         AS x(i, s, st, p, o, k, et, u, pl, t, r)",
+    )
+    .bind(rows.iter().map(|r| r.id).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.source.clone()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.stream.clone()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.partition).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.offset).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.kind.to_owned()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.event_type.clone()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.user_id.clone()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.payload.clone()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.event_time).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.received_at).collect::<Vec<_>>())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Inserts metric samples in one statement.
+pub async fn insert_metrics(
+    tx: &mut StoreTx,
+    rows: &[NewMetric],
+) -> Result<(), WorkerError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO metrics (event_id, name, value, change_percent, tags, metric_time) \
+         SELECT e, n, v, c, t::jsonb, m FROM UNNEST($1::int8[], $2::text[], \
+         $3::float8[], $4::float8[], $5::text[], $6::timestamptz[]) AS x(e, n, v, c, t, m)",
+    )
+    .bind(rows.iter().map(|r| r.event_id).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.name.clone()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.value).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.change_percent).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.tags.to_string()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.metric_time).collect::<Vec<_>>())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Inserts insights in one statement, returning their ids in input order.
+pub async fn insert_insights(
+    tx: &mut StoreTx,
+    rows: &[NewInsight],
+) -> Result<Vec<i64>, WorkerError> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<(i64, i32)> = sqlx::query_as(
+        "WITH input AS (SELECT * FROM UNNEST($1::bytea[], $2::text[], $3::text[], \
+         $4::text[], $5::text[], $6::int8[], $7::int8[], $8::timestamptz[]) \
+         WITH ORDINALITY AS x(h, k, s, sv, c, e, b, bt, n)), \
+         ins AS (INSERT INTO insights (hash, kind, subject, severity, canonical, \
+         event_id, block_number, block_time) \
+         SELECT h, k, s, sv, c, e, b, bt FROM input ORDER BY n RETURNING id, hash) \
+         SELECT ins.id, input.n::int4 FROM ins JOIN input ON input.h = ins.hash \
+         ORDER BY input.n",
+    )
+    .bind(rows.iter().map(|r| r.hash.to_vec()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.kind.clone()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.subject.clone()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.severity.clone()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.canonical.clone()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.event_id).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.block_number).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.block_time).collect::<Vec<_>>())
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(ids.into_iter().map(|(id, _)| id).collect())
+}
+
+/// Inserts dead letters in one statement.
+pub async fn insert_dead_letters(
+    tx: &mut StoreTx,
+    rows: &[NewDeadLetter],
+) -> Result<(), WorkerError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO dead_letters (source, stream, partition, \"offset\", raw, reason, \
+         received_at) SELECT * FROM UNNEST($1::text[], $2::text[], $3::int4[], \
+         $4::int8[], $5::bytea[], $6::text[], $7::timestamptz[])",
+    )
+    .bind(rows.iter().map(|r| r.source.clone()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.stream.clone()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.partition).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.offset).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.raw.clone()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.reason.clone()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.received_at).collect::<Vec<_>>())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+const INSIGHT_COLUMNS: &str = "id, hash, kind, subject, severity, canonical, event_id, \
+     block_number, block_time, created_at, batch_id, leaf_index";
+
+impl Store {
+    /// The insight with this id.
+    pub async fn insight(&self, id: i64) -> Result<Option<InsightRow>, WorkerError> {
+        let sql = format!("SELECT {INSIGHT_COLUMNS} FROM insights WHERE id = $1");
+        Ok(sqlx::query_as(&sql).bind(id).fetch_optional(&self.pool).await?)
+    }
+
+    /// The insight with this hash.
+    pub async fn insight_by_hash(
+        &self,
+        hash: B256,
+    ) -> Result<Option<InsightRow>, WorkerError> {
+        let sql = format!("SELECT {INSIGHT_COLUMNS} FROM insights WHERE hash = $1");
+        Ok(sqlx::query_as(&sql).bind(hash.to_vec()).fetch_optional(&self.pool).await?)
+    }
+
+    /// Insights, newest first.
+    pub async fn list_insights(
+        &self,
+        filter: &InsightFilter,
+    ) -> Result<Vec<InsightRow>, WorkerError> {
+        let sql = format!(
+            "SELECT {INSIGHT_COLUMNS} FROM insights \
+             WHERE ($1::text IS NULL OR kind = $1) AND ($2::text IS NULL OR subject = $2) \
+             AND ($3::int8 IS NULL OR id < $3) ORDER BY id DESC LIMIT $4"
+        );
+        let rows = sqlx::query_as(&sql)
+            .bind(&filter.kind)
+            .bind(&filter.subject)
+            .bind(filter.before_id)
+            .bind(filter.limit)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows)
+    }
+
+    /// Insights not yet in a batch, oldest first: `(id, hash)`.
+    pub async fn unbatched(&self, limit: i64) -> Result<Vec<(i64, B256)>, WorkerError> {
+        let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(
+            "SELECT id, hash FROM insights WHERE batch_id IS NULL ORDER BY id LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(|(id, hash)| Ok((id, to_b256(&hash)?))).collect()
+    }
+
+    /// The hashes of a batch in leaf order.
+    pub async fn batch_hashes(&self, batch_id: i64) -> Result<Vec<B256>, WorkerError> {
+        let rows: Vec<Vec<u8>> = sqlx::query_scalar(
+            "SELECT hash FROM insights WHERE batch_id = $1 ORDER BY leaf_index",
+        )
+        .bind(batch_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|h| to_b256(h)).collect()
+    }
+}
+
+const BATCH_COLUMNS: &str =
+    "id, root, prev_root, leaf_count, status, contract, chain_id, \
+     tx_hash, onchain_batch, block_number, block_hash, block_timestamp, created_at, \
+     anchored_at, finalized_at";
+
+/// What a new batch is made of.
+#[derive(Debug, Clone)]
+pub struct NewBatch<'a> {
+    /// Merkle root.
+    pub root: B256,
+    /// Root of the previous batch.
+    pub prev_root: B256,
+    /// Insight ids in leaf order.
+    pub insight_ids: &'a [i64],
+    /// Contract that anchors it.
+    pub contract: Address,
+    /// Chain id.
+    pub chain_id: u64,
+}
+
+impl Store {
+    /// The batch with this id.
+    pub async fn batch(&self, id: i64) -> Result<Option<BatchRow>, WorkerError> {
+        let sql = format!("SELECT {BATCH_COLUMNS} FROM anchor_batches WHERE id = $1");
+        Ok(sqlx::query_as(&sql).bind(id).fetch_optional(&self.pool).await?)
+    }
+
+    /// The most recent batch of a contract.
+    pub async fn last_batch(
+        &self,
+        contract: Address,
+    ) -> Result<Option<BatchRow>, WorkerError> {
+        let sql = format!(
+            "SELECT {BATCH_COLUMNS} FROM anchor_batches WHERE contract = $1 \
+             ORDER BY id DESC LIMIT 1"
+        );
+        let row = sqlx::query_as(&sql).bind(contract.to_vec()).fetch_optional(&self.pool);
+        Ok(row.await?)
+    }
+
+    /// Batches of a contract that are not final, oldest first.
+    pub async fn open_batches(
+        &self,
+        contract: Address,
+    ) -> Result<Vec<BatchRow>, WorkerError> {
+        let sql = format!(
+            "SELECT {BATCH_COLUMNS} FROM anchor_batches \
+             WHERE status <> 'final' AND contract = $1 ORDER BY id"
+        );
+        let rows = sqlx::query_as(&sql).bind(contract.to_vec()).fetch_all(&self.pool);
+        Ok(rows.await?)
+    }
+
+    /// Records a batch and assigns its insights their leaf positions.
+    pub async fn create_batch(&self, batch: NewBatch<'_>) -> Result<i64, WorkerError> {
+        let mut tx = self.pool.begin().await?;
+        let count = i32::try_from(batch.insight_ids.len())
+            .map_err(|_| WorkerError::Corrupt("batch too large".into()))?;
+        let chain_id = i64::try_from(batch.chain_id)
+            .map_err(|_| WorkerError::Corrupt("chain id beyond i64".into()))?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO anchor_batches (root, prev_root, leaf_count, contract, chain_id) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING id",
+        )
+        .bind(batch.root.to_vec())
+        .bind(batch.prev_root.to_vec())
+        .bind(count)
+        .bind(batch.contract.to_vec())
+        .bind(chain_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE insights SET batch_id = $1, leaf_index = x.n - 1 \
+             FROM UNNEST($2::int8[]) WITH ORDINALITY AS x(id, n) \
+             WHERE insights.id = x.id AND insights.batch_id IS NULL",
+        )
+        .bind(id)
+        .bind(batch.insight_ids)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Records that the anchoring transaction was sent.
+    pub async fn mark_submitted(
+        &self,
+        id: i64,
+        tx_hash: B256,
+    ) -> Result<(), WorkerError> {
+        sqlx::query(
+            "UPDATE anchor_batches SET status = 'submitted', tx_hash = $2 \
+             WHERE id = $1 AND status = 'pending'",
+        )
+        .bind(id)
+        .bind(tx_hash.to_vec())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records the block that included the batch's root.
+    pub async fn mark_anchored(&self, id: i64, at: Inclusion) -> Result<(), WorkerError> {
+        sqlx::query(
+            "UPDATE anchor_batches SET status = 'anchored', tx_hash = $2, \
+             onchain_batch = $3, block_number = $4, block_hash = $5, \
+             block_timestamp = $6, anchored_at = now() \
+             WHERE id = $1 AND status IN ('pending', 'submitted')",
+        )
+        .bind(id)
+        .bind(at.tx_hash.to_vec())
+        .bind(to_i64(at.onchain_batch)?)
+        .bind(to_i64(at.block_number)?)
+        .bind(at.block_hash.to_vec())
+        .bind(to_i64(at.block_timestamp)?)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records that the batch reached the required confirmations.
+    pub async fn mark_final(&self, id: i64) -> Result<(), WorkerError> {
+        sqlx::query(
+            "UPDATE anchor_batches SET status = 'final', finalized_at = now() \
+             WHERE id = $1 AND status = 'anchored'",
+        )
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
+
+impl Store {
+    /// A metric's samples in a time range, newest first.
+    pub async fn metric_history(
+        &self,
+        name: &str,
+        from: Option<OffsetDateTime>,
+        to: Option<OffsetDateTime>,
+        limit: i64,
+    ) -> Result<Vec<MetricSample>, WorkerError> {
+        let rows = sqlx::query_as(
+            "SELECT name, value, change_percent, tags, metric_time FROM metrics \
+             WHERE name = $1 AND ($2::timestamptz IS NULL OR metric_time >= $2) \
+             AND ($3::timestamptz IS NULL OR metric_time <= $3) \
+             ORDER BY metric_time DESC, id DESC LIMIT $4",
+        )
+        .bind(name)
+        .bind(from)
+        .bind(to)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows)
+    }
+
+    /// Distinct users with events received since `since`.
+    pub async fn active_users(&self, since: OffsetDateTime) -> Result<i64, WorkerError> {
+        let count = sqlx::query_scalar(
+            "SELECT count(DISTINCT user_id) FROM events \
+             WHERE received_at >= $1 AND user_id IS NOT NULL",
+        )
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(count)
+    }
+
+    /// Row counts.
+    pub async fn counts(&self) -> Result<Counts, WorkerError> {
+        let counts = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM events) AS events, \
+             (SELECT count(*) FROM dead_letters) AS dead_letters, \
+             (SELECT count(*) FROM insights) AS insights, \
+             (SELECT count(*) FROM anchor_batches) AS batches",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(counts)
+    }
+}
+
+/// Reads a 32-byte column.
+pub fn to_b256(bytes: &[u8]) -> Result<B256, WorkerError> {
+    B256::try_from(bytes).map_err(|_| {
+        WorkerError::Corrupt(format!("expected 32 bytes, found {}", bytes.len()))
+    })
+}
+
+fn to_i64(value: u64) -> Result<i64, WorkerError> {
+    i64::try_from(value).map_err(|_| WorkerError::Corrupt(format!("{value} exceeds i64")))
+}
