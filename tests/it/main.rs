@@ -1,1 +1,8 @@
-//! Integration tests.
+//! Integration tests: a real `analytics-node` against real PostgreSQL,
+//! Redis and anvil, driven as a client would.
+
+mod bad_input;
+mod cli;
+mod end_to_end;
+mod redis_restart;
+mod rpc_errors;
