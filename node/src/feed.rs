@@ -147,7 +147,7 @@ fn messages<'a>(
             "timestamp": timestamp,
         }),
     ));
-    if index % 10 == 0 {
+    if index.is_multiple_of(10) {
         let kinds = ["purchase", "signup", "support_ticket", "refund_request"];
         let kind = kinds[(index / 10) % kinds.len()];
         let value = ((index * 37) % 250) as f64 + 0.5;

@@ -128,7 +128,7 @@ impl AnchorManager {
 
     async fn chain_last_root(&self) -> anyhow::Result<B256> {
         let contract = InsightAnchor::new(self.contract, self.provider.clone());
-        Ok(contract.lastRoot().call().await.context("reading lastRoot")?)
+        contract.lastRoot().call().await.context("reading lastRoot")
     }
 
     /// Picks up a batch that was formed but is not known to be anchored.
