@@ -78,8 +78,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         chain_id,
         redis_enabled: config.redis.enabled,
         connections: AtomicU64::new(0),
+        ws: crate::ws::WsHub::new(config.ws_settings()),
         started: Instant::now(),
     });
+    let hub_receiver = state.hub.subscribe();
+    tasks.spawn(state.ws.clone().dispatch(hub_receiver, shutdown.clone()));
     let intake = CancellationToken::new();
     spawn_worker(&config, &state, &mut tasks, &intake, &shutdown)?;
     tasks.spawn(

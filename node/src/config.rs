@@ -240,7 +240,8 @@ impl Default for PipelineSettings {
 pub struct ServerConfig {
     /// Address both servers bind. Default `127.0.0.1`.
     pub bind: String,
-    /// HTTP port (`/health`, `/metrics`). Default 8080.
+    /// HTTP port (dashboard, WebSocket `/analytics`, `/health`,
+    /// `/metrics`). Default 8080.
     pub ws_port: u16,
     /// JSON-RPC port, HTTP and WebSocket. Default 9944.
     pub rpc_port: u16,
@@ -254,6 +255,16 @@ pub struct ServerConfig {
     pub rpc_max_response_bytes: u32,
     /// Most calls in one JSON-RPC batch. Default 32.
     pub rpc_max_batch: u32,
+    /// Most dashboard WebSocket connections. Default 1000.
+    pub ws_max_connections: u64,
+    /// Messages queued per WebSocket connection before the client counts
+    /// as too slow and is disconnected. Default 1024.
+    pub ws_queue_capacity: usize,
+    /// Interval of WebSocket pings, seconds; a client silent for two
+    /// intervals is dropped. Default 30.
+    pub ws_heartbeat_secs: u64,
+    /// Longest wait for one WebSocket write, milliseconds. Default 5000.
+    pub ws_write_timeout_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -267,6 +278,10 @@ impl Default for ServerConfig {
             rpc_max_request_bytes: 256 * 1024,
             rpc_max_response_bytes: 16 * 1024 * 1024,
             rpc_max_batch: 32,
+            ws_max_connections: 1000,
+            ws_queue_capacity: 1024,
+            ws_heartbeat_secs: 30,
+            ws_write_timeout_ms: 5000,
         }
     }
 }
@@ -328,9 +343,23 @@ impl Config {
         }
         positive("server.rpc_max_connections", self.server.rpc_max_connections.into())?;
         positive("server.rpc_max_batch", self.server.rpc_max_batch.into())?;
+        positive("server.ws_max_connections", self.server.ws_max_connections)?;
+        positive("server.ws_queue_capacity", self.server.ws_queue_capacity as u64)?;
+        positive("server.ws_heartbeat_secs", self.server.ws_heartbeat_secs)?;
+        positive("server.ws_write_timeout_ms", self.server.ws_write_timeout_ms)?;
         self.analysis
             .validate()
             .map_err(|e| ConfigError::new(format!("analysis.{}", e.field), e.reason))
+    }
+
+    /// Settings of the WebSocket endpoint.
+    pub fn ws_settings(&self) -> crate::ws::WsSettings {
+        crate::ws::WsSettings {
+            max_connections: self.server.ws_max_connections,
+            queue_capacity: self.server.ws_queue_capacity,
+            heartbeat: Duration::from_secs(self.server.ws_heartbeat_secs),
+            write_timeout: Duration::from_millis(self.server.ws_write_timeout_ms),
+        }
     }
 
     /// The pipeline flush interval.

@@ -1,5 +1,5 @@
-//! The HTTP server: `/health` for orchestrators and `/metrics` for
-//! Prometheus.
+//! The HTTP server: the dashboard WebSocket `/analytics`, `/health` for
+//! orchestrators and `/metrics` for Prometheus.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,6 +19,7 @@ pub fn router(state: Arc<NodeState>) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
+        .route("/analytics", get(crate::ws::upgrade))
         .with_state(state)
 }
 

@@ -7,6 +7,7 @@
 //! - [`chain`]: providers, head follower, anchoring manager;
 //! - [`rpc`]: the `analytics_*` JSON-RPC server;
 //! - [`http`] and [`health`]: `/health`, `/metrics` and health reports;
+//! - [`ws`]: the dashboard WebSocket endpoint `/analytics`;
 //! - [`verify`]: the auditor's verifier, which trusts only the chain;
 //! - [`feed`]: publishes CSV series to Redis for demos and tests.
 
@@ -21,3 +22,4 @@ pub mod logging;
 pub mod rpc;
 pub mod state;
 pub mod verify;
+pub mod ws;

@@ -32,6 +32,8 @@ pub struct NodeState {
     pub redis_enabled: bool,
     /// Open dashboard WebSocket connections.
     pub connections: AtomicU64,
+    /// Dashboard WebSocket connections and their subscriptions.
+    pub ws: Arc<crate::ws::WsHub>,
     /// Start time.
     pub started: Instant,
 }

@@ -1,0 +1,423 @@
+//! The dashboard WebSocket endpoint, `/analytics`.
+//!
+//! Protocol (JSON text frames, every server message `{type, data,
+//! timestamp}`):
+//! - on connect the server sends `welcome` with the connection id;
+//! - `{"type":"subscribe","channels":[...]}` / `unsubscribe` are answered
+//!   `subscribed` / `unsubscribed` with the channels now followed; the
+//!   channels are `dashboard`, `insights`, `alerts` and `anchors`;
+//! - `{"type":"request_historical_data","metric":..,"from":..,"to":..}` is
+//!   answered `historical_data` with at most 1000 points, newest first;
+//! - broadcasts (`dashboard_update`, `insights`, `alert`, `anchor`) reach
+//!   only the connections subscribed to their channel;
+//! - anything else gets an `error` message; the connection stays open.
+//!
+//! Each connection has a bounded queue. The dispatcher never waits for a
+//! connection: when a queue is full the client is told it is too slow and
+//! is disconnected, so one slow client never delays the others. The server
+//! pings every heartbeat interval and drops connections that stay silent
+//! for two intervals. Connections beyond the limit are closed at once with
+//! close code 1013 and a reason.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::response::Response;
+use offchain_worker::hub::{Channel, HubMessage};
+use serde_json::{json, Value};
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, trace, warn};
+
+use crate::rpc::views::{parse_rfc3339, MetricPointView};
+use crate::state::NodeState;
+
+/// Largest accepted client message, bytes.
+pub const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
+/// Most points in one `historical_data` answer.
+pub const MAX_HISTORY: i64 = 1000;
+/// Close code for refused connections (RFC 6455 "try again later").
+pub const CLOSE_TRY_LATER: u16 = 1013;
+/// Close code for clients that cannot keep up (RFC 6455 "policy").
+pub const CLOSE_TOO_SLOW: u16 = 1008;
+
+/// Settings of the WebSocket endpoint.
+#[derive(Debug, Clone)]
+pub struct WsSettings {
+    /// Most simultaneous connections.
+    pub max_connections: u64,
+    /// Messages queued per connection before it counts as too slow.
+    pub queue_capacity: usize,
+    /// Interval of server pings.
+    pub heartbeat: Duration,
+    /// Longest wait for one write to a client.
+    pub write_timeout: Duration,
+}
+
+/// Connections and their subscriptions, shared by the dispatcher.
+pub struct WsHub {
+    settings: WsSettings,
+    next_id: AtomicU64,
+    clients: Mutex<HashMap<u64, Client>>,
+    /// Connections dropped for being too slow.
+    pub dropped_slow: AtomicU64,
+}
+
+struct Client {
+    channels: HashSet<Channel>,
+    queue: mpsc::Sender<Arc<HubMessage>>,
+    too_slow: CancellationToken,
+}
+
+impl WsHub {
+    /// An empty registry.
+    pub fn new(settings: WsSettings) -> Arc<Self> {
+        Arc::new(Self {
+            settings,
+            next_id: AtomicU64::new(1),
+            clients: Mutex::new(HashMap::new()),
+            dropped_slow: AtomicU64::new(0),
+        })
+    }
+
+    fn clients(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Client>> {
+        self.clients.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Delivers hub broadcasts to subscribed connections until `shutdown`.
+    pub async fn dispatch(self: Arc<Self>, mut hub: broadcast::Receiver<Arc<HubMessage>>, shutdown: CancellationToken) {
+        loop {
+            let message = tokio::select! {
+                () = shutdown.cancelled() => return,
+                message = hub.recv() => message,
+            };
+            match message {
+                Ok(message) => self.deliver(&message),
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    warn!(target: "ws", missed, "dispatcher fell behind the hub");
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+
+    fn deliver(&self, message: &Arc<HubMessage>) {
+        let mut clients = self.clients();
+        for client in clients.values_mut() {
+            if !client.channels.contains(&message.channel) || client.too_slow.is_cancelled() {
+                continue;
+            }
+            if client.queue.try_send(message.clone()).is_err() {
+                client.too_slow.cancel();
+                self.dropped_slow.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// The `/analytics` handler.
+pub async fn upgrade(
+    ws: WebSocketUpgrade,
+    State(state): State<Arc<NodeState>>,
+) -> Response {
+    ws.max_message_size(MAX_CLIENT_MESSAGE).on_upgrade(move |socket| session(socket, state))
+}
+
+/// Decrements the connection count when a session ends.
+struct Admission<'a>(&'a AtomicU64);
+
+impl Drop for Admission<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+async fn session(mut socket: WebSocket, state: Arc<NodeState>) {
+    let ws = state.ws.clone();
+    let open = state.connections.fetch_add(1, Ordering::Relaxed) + 1;
+    let _admission = Admission(&state.connections);
+    if open > ws.settings.max_connections {
+        let reason = format!("connection limit of {} reached; retry later", ws.settings.max_connections);
+        let frame = CloseFrame { code: CLOSE_TRY_LATER, reason: Utf8Bytes::from(reason) };
+        let _ = socket.send(Message::Close(Some(frame))).await;
+        debug!(target: "ws", open, "connection refused at the limit");
+        return;
+    }
+
+    let id = ws.next_id.fetch_add(1, Ordering::Relaxed);
+    let (queue, receiver) = mpsc::channel(ws.settings.queue_capacity);
+    let too_slow = CancellationToken::new();
+    let client = Client { channels: HashSet::new(), queue, too_slow: too_slow.clone() };
+    ws.clients().insert(id, client);
+    let mut connection = Connection { id, state: state.clone(), socket, last_heard: Instant::now() };
+    let end = connection.serve(receiver, too_slow).await;
+    ws.clients().remove(&id);
+    trace!(target: "ws", id, ?end, "connection closed");
+}
+
+#[derive(Debug)]
+enum End {
+    ClientClosed,
+    TooSlow,
+    Silent,
+    WriteFailed,
+}
+
+struct Connection {
+    id: u64,
+    state: Arc<NodeState>,
+    socket: WebSocket,
+    last_heard: Instant,
+}
+
+impl Connection {
+    async fn serve(&mut self, mut queue: mpsc::Receiver<Arc<HubMessage>>, too_slow: CancellationToken) -> End {
+        let settings = self.state.ws.settings.clone();
+        let welcome = json!({ "connection_id": self.id.to_string(), "channels": CHANNELS,
+            "heartbeat_seconds": settings.heartbeat.as_secs() });
+        if self.send("welcome", welcome).await.is_err() {
+            return End::WriteFailed;
+        }
+        let mut heartbeat = tokio::time::interval(settings.heartbeat);
+        heartbeat.tick().await;
+        loop {
+            tokio::select! {
+                biased;
+                () = too_slow.cancelled() => return self.drop_slow().await,
+                incoming = self.socket.recv() => match incoming {
+                    Some(Ok(message)) => {
+                        self.last_heard = Instant::now();
+                        if let Err(end) = self.on_message(message).await { return end; }
+                    }
+                    Some(Err(_)) | None => return End::ClientClosed,
+                },
+                message = queue.recv() => {
+                    let Some(message) = message else { return End::ClientClosed };
+                    if self.write(&message).await.is_err() { return End::WriteFailed; }
+                }
+                _ = heartbeat.tick() => {
+                    if self.last_heard.elapsed() > settings.heartbeat * 2 {
+                        return End::Silent;
+                    }
+                    if self.write_raw(Message::Ping(Default::default())).await.is_err() {
+                        return End::WriteFailed;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn drop_slow(&mut self) -> End {
+        let data = json!({ "code": "too_slow",
+            "message": "the client did not keep up with its subscriptions; disconnecting" });
+        let _ = self.send("error", data).await;
+        let reason = Utf8Bytes::from_static("client too slow");
+        let frame = CloseFrame { code: CLOSE_TOO_SLOW, reason };
+        let _ = self.write_raw(Message::Close(Some(frame))).await;
+        End::TooSlow
+    }
+
+    async fn on_message(&mut self, message: Message) -> Result<(), End> {
+        let text = match message {
+            Message::Text(text) => text,
+            Message::Close(_) => return Err(End::ClientClosed),
+            Message::Ping(_) | Message::Pong(_) => return Ok(()),
+            Message::Binary(_) => return self.reply_error("binary frames are not supported").await,
+        };
+        let request: Value = match serde_json::from_str(text.as_str()) {
+            Ok(request) => request,
+            Err(err) => return self.reply_error(&format!("not valid JSON: {err}")).await,
+        };
+        let kind = request.get("type").and_then(Value::as_str).unwrap_or_default().to_owned();
+        match kind.as_str() {
+            "subscribe" => self.subscribe(&request, true).await,
+            "unsubscribe" => self.subscribe(&request, false).await,
+            "request_historical_data" => self.history(&request).await,
+            "ping" => self.send("pong", json!({})).await.map_err(|()| End::WriteFailed),
+            "" => self.reply_error("a message needs a string field `type`").await,
+            other => self.reply_error(&format!("unknown message type {other:?}")).await,
+        }
+    }
+
+    async fn reply_error(&mut self, text: &str) -> Result<(), End> {
+        let data = json!({ "code": "bad_request", "message": text });
+        self.send("error", data).await.map_err(|()| End::WriteFailed)
+    }
+
+    async fn subscribe(&mut self, request: &Value, on: bool) -> Result<(), End> {
+        let names = match requested_channels(request) {
+            Ok(names) => names,
+            Err(text) => return self.reply_error(&text).await,
+        };
+        let now: Vec<&str> = {
+            let ws = self.state.ws.clone();
+            let mut clients = ws.clients();
+            let Some(client) = clients.get_mut(&self.id) else { return Err(End::ClientClosed) };
+            for channel in names {
+                if on {
+                    client.channels.insert(channel);
+                } else {
+                    client.channels.remove(&channel);
+                }
+            }
+            let mut now: Vec<&str> = client.channels.iter().map(|c| channel_name(*c)).collect();
+            now.sort_unstable();
+            now
+        };
+        let kind = if on { "subscribed" } else { "unsubscribed" };
+        self.send(kind, json!({ "channels": now })).await.map_err(|()| End::WriteFailed)
+    }
+
+    async fn history(&mut self, request: &Value) -> Result<(), End> {
+        let query = match HistoryQuery::from_request(request) {
+            Ok(query) => query,
+            Err(text) => return self.reply_error(&text).await,
+        };
+        let store = &self.state.store;
+        let samples = store.metric_history(&query.metric, query.from, query.to, query.limit).await;
+        let samples = match samples {
+            Ok(samples) => samples,
+            Err(err) => {
+                warn!(target: "ws", %err, "history query failed");
+                return self.reply_error("history is unavailable right now").await;
+            }
+        };
+        let points: Vec<MetricPointView> = samples.into_iter().map(Into::into).collect();
+        let data = json!({ "metric": query.metric, "points": points });
+        self.send("historical_data", data).await.map_err(|()| End::WriteFailed)
+    }
+
+    async fn send(&mut self, kind: &str, data: Value) -> Result<(), ()> {
+        let timestamp = analytics_primitives::timestamp::format_millis(now_millis());
+        let text = json!({ "type": kind, "data": data, "timestamp": timestamp }).to_string();
+        self.write_raw(Message::Text(text.into())).await
+    }
+
+    async fn write(&mut self, message: &HubMessage) -> Result<(), ()> {
+        let text = serde_json::to_string(message).map_err(|_| ())?;
+        self.write_raw(Message::Text(text.into())).await
+    }
+
+    async fn write_raw(&mut self, message: Message) -> Result<(), ()> {
+        let timeout = self.state.ws.settings.write_timeout;
+        match tokio::time::timeout(timeout, self.socket.send(message)).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(()),
+        }
+    }
+}
+
+/// The channel names a client may follow.
+pub const CHANNELS: [&str; 4] = ["dashboard", "insights", "alerts", "anchors"];
+
+fn channel_name(channel: Channel) -> &'static str {
+    match channel {
+        Channel::Dashboard => "dashboard",
+        Channel::Insights => "insights",
+        Channel::Alerts => "alerts",
+        Channel::Anchors => "anchors",
+    }
+}
+
+fn parse_channel(name: &str) -> Option<Channel> {
+    match name {
+        "dashboard" | "dashboard_update" => Some(Channel::Dashboard),
+        "insights" => Some(Channel::Insights),
+        "alerts" | "alert" => Some(Channel::Alerts),
+        "anchors" | "anchor" => Some(Channel::Anchors),
+        _ => None,
+    }
+}
+
+/// Reads `channels` (array) or `channel` (string), at the top level or in
+/// `data`.
+fn requested_channels(request: &Value) -> Result<Vec<Channel>, String> {
+    let body = request.get("data").filter(|d| d.is_object()).unwrap_or(request);
+    let names: Vec<&Value> = match (body.get("channels"), body.get("channel")) {
+        (Some(Value::Array(items)), _) => items.iter().collect(),
+        (_, Some(single)) => vec![single],
+        _ => return Err("subscribe needs `channels` (an array) or `channel`".into()),
+    };
+    names
+        .into_iter()
+        .map(|name| {
+            let name = name.as_str().ok_or("channel names are strings")?;
+            parse_channel(name).ok_or_else(|| {
+                format!("unknown channel {name:?}; channels are {}", CHANNELS.join(", "))
+            })
+        })
+        .collect()
+}
+
+struct HistoryQuery {
+    metric: String,
+    from: Option<time::OffsetDateTime>,
+    to: Option<time::OffsetDateTime>,
+    limit: i64,
+}
+
+impl HistoryQuery {
+    fn from_request(request: &Value) -> Result<Self, String> {
+        let body = request.get("data").filter(|d| d.is_object()).unwrap_or(request);
+        let metric = body.get("metric").and_then(Value::as_str).ok_or("`metric` is required")?;
+        let time = |field: &str| match body.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(text)) => parse_rfc3339(field, text).map(Some),
+            Some(_) => Err(format!("`{field}` must be an RFC 3339 string")),
+        };
+        let limit = match body.get("limit") {
+            None | Some(Value::Null) => MAX_HISTORY,
+            Some(value) => value.as_i64().filter(|n| (1..=MAX_HISTORY).contains(n)).ok_or(
+                format!("`limit` must be an integer from 1 to {MAX_HISTORY}"),
+            )?,
+        };
+        Ok(Self { metric: metric.to_owned(), from: time("from")?, to: time("to")?, limit })
+    }
+}
+
+fn now_millis() -> i64 {
+    let nanos = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
+    i64::try_from(nanos / 1_000_000).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_channel_requests() {
+        let cases = [
+            (json!({"type":"subscribe","channels":["insights","alerts"]}), Ok(2)),
+            (json!({"type":"subscribe","channel":"dashboard"}), Ok(1)),
+            (json!({"type":"subscribe","data":{"channels":["anchors"]}}), Ok(1)),
+            (json!({"type":"subscribe"}), Err("needs")),
+            (json!({"type":"subscribe","channels":["nope"]}), Err("unknown channel")),
+            (json!({"type":"subscribe","channels":[1]}), Err("strings")),
+        ];
+        for (request, expected) in cases {
+            match (requested_channels(&request), expected) {
+                (Ok(found), Ok(n)) => assert_eq!(found.len(), n, "{request}"),
+                (Err(text), Err(part)) => assert!(text.contains(part), "{request}: {text}"),
+                (other, _) => panic!("{request}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn reads_history_requests() {
+        let ok = json!({"type":"request_historical_data","metric":"cpu","limit":10});
+        assert_eq!(HistoryQuery::from_request(&ok).unwrap().limit, 10);
+        let bad = [
+            json!({"type":"request_historical_data"}),
+            json!({"metric":"cpu","from":"yesterday"}),
+            json!({"metric":"cpu","limit":5000}),
+        ];
+        for request in bad {
+            assert!(HistoryQuery::from_request(&request).is_err(), "{request}");
+        }
+    }
+}
