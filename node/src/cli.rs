@@ -34,6 +34,8 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Publish a `timestamp,value` CSV to Redis as system metrics.
     ReplayCsv(ReplayCsvArgs),
+    /// Benchmark the analysis: NAB scores or throughput.
+    Bench(crate::bench::BenchArgs),
 }
 
 /// Options shared by the commands that use the configuration.

@@ -167,6 +167,11 @@ pub fn prometheus(state: &NodeState) -> String {
             "Store batches retried.",
             Stats::get(&stats.store_retries),
         ),
+        (
+            "analytics_ws_dropped_slow_total",
+            "WebSocket clients dropped for not keeping up.",
+            state.ws.dropped_slow.load(Ordering::Relaxed),
+        ),
     ];
     let mut out = String::new();
     for (name, help, value) in counters {

@@ -11,6 +11,7 @@
 //! - [`verify`]: the auditor's verifier, which trusts only the chain;
 //! - [`feed`]: publishes CSV series to Redis for demos and tests.
 
+pub mod bench;
 pub mod chain;
 pub mod cli;
 pub mod commands;

@@ -53,5 +53,8 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             println!("published {published} messages");
             Ok(ExitCode::SUCCESS)
         }
+        Command::Bench(args) => {
+            analytics_node::bench::run(args).map(|()| ExitCode::SUCCESS)
+        }
     }
 }

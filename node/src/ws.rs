@@ -89,7 +89,11 @@ impl WsHub {
     }
 
     /// Delivers hub broadcasts to subscribed connections until `shutdown`.
-    pub async fn dispatch(self: Arc<Self>, mut hub: broadcast::Receiver<Arc<HubMessage>>, shutdown: CancellationToken) {
+    pub async fn dispatch(
+        self: Arc<Self>,
+        mut hub: broadcast::Receiver<Arc<HubMessage>>,
+        shutdown: CancellationToken,
+    ) {
         loop {
             let message = tokio::select! {
                 () = shutdown.cancelled() => return,
@@ -108,12 +112,13 @@ impl WsHub {
     fn deliver(&self, message: &Arc<HubMessage>) {
         let mut clients = self.clients();
         for client in clients.values_mut() {
-            if !client.channels.contains(&message.channel) || client.too_slow.is_cancelled() {
+            if !client.channels.contains(&message.channel)
+                || client.too_slow.is_cancelled()
+            {
                 continue;
             }
             if client.queue.try_send(message.clone()).is_err() {
                 client.too_slow.cancel();
-                self.dropped_slow.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
@@ -124,7 +129,8 @@ pub async fn upgrade(
     ws: WebSocketUpgrade,
     State(state): State<Arc<NodeState>>,
 ) -> Response {
-    ws.max_message_size(MAX_CLIENT_MESSAGE).on_upgrade(move |socket| session(socket, state))
+    ws.max_message_size(MAX_CLIENT_MESSAGE)
+        .on_upgrade(move |socket| session(socket, state))
 }
 
 /// Decrements the connection count when a session ends.
@@ -141,7 +147,10 @@ async fn session(mut socket: WebSocket, state: Arc<NodeState>) {
     let open = state.connections.fetch_add(1, Ordering::Relaxed) + 1;
     let _admission = Admission(&state.connections);
     if open > ws.settings.max_connections {
-        let reason = format!("connection limit of {} reached; retry later", ws.settings.max_connections);
+        let reason = format!(
+            "connection limit of {} reached; retry later",
+            ws.settings.max_connections
+        );
         let frame = CloseFrame { code: CLOSE_TRY_LATER, reason: Utf8Bytes::from(reason) };
         let _ = socket.send(Message::Close(Some(frame))).await;
         debug!(target: "ws", open, "connection refused at the limit");
@@ -153,10 +162,20 @@ async fn session(mut socket: WebSocket, state: Arc<NodeState>) {
     let too_slow = CancellationToken::new();
     let client = Client { channels: HashSet::new(), queue, too_slow: too_slow.clone() };
     ws.clients().insert(id, client);
-    let mut connection = Connection { id, state: state.clone(), socket, last_heard: Instant::now() };
+    let mut connection =
+        Connection { id, state: state.clone(), socket, last_heard: Instant::now() };
     let end = connection.serve(receiver, too_slow).await;
     ws.clients().remove(&id);
+    if matches!(end, End::TooSlow) {
+        ws.dropped_slow.fetch_add(1, Ordering::Relaxed);
+        debug!(target: "ws", id, "client dropped: too slow");
+    }
     trace!(target: "ws", id, ?end, "connection closed");
+}
+
+enum WriteError {
+    TimedOut,
+    Failed,
 }
 
 #[derive(Debug)]
@@ -175,7 +194,11 @@ struct Connection {
 }
 
 impl Connection {
-    async fn serve(&mut self, mut queue: mpsc::Receiver<Arc<HubMessage>>, too_slow: CancellationToken) -> End {
+    async fn serve(
+        &mut self,
+        mut queue: mpsc::Receiver<Arc<HubMessage>>,
+        too_slow: CancellationToken,
+    ) -> End {
         let settings = self.state.ws.settings.clone();
         let welcome = json!({ "connection_id": self.id.to_string(), "channels": CHANNELS,
             "heartbeat_seconds": settings.heartbeat.as_secs() });
@@ -197,7 +220,11 @@ impl Connection {
                 },
                 message = queue.recv() => {
                     let Some(message) = message else { return End::ClientClosed };
-                    if self.write(&message).await.is_err() { return End::WriteFailed; }
+                    match self.write(&message).await {
+                        Ok(()) => {}
+                        Err(WriteError::TimedOut) => return End::TooSlow,
+                        Err(WriteError::Failed) => return End::WriteFailed,
+                    }
                 }
                 _ = heartbeat.tick() => {
                     if self.last_heard.elapsed() > settings.heartbeat * 2 {
@@ -226,13 +253,16 @@ impl Connection {
             Message::Text(text) => text,
             Message::Close(_) => return Err(End::ClientClosed),
             Message::Ping(_) | Message::Pong(_) => return Ok(()),
-            Message::Binary(_) => return self.reply_error("binary frames are not supported").await,
+            Message::Binary(_) => {
+                return self.reply_error("binary frames are not supported").await
+            }
         };
         let request: Value = match serde_json::from_str(text.as_str()) {
             Ok(request) => request,
             Err(err) => return self.reply_error(&format!("not valid JSON: {err}")).await,
         };
-        let kind = request.get("type").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let kind =
+            request.get("type").and_then(Value::as_str).unwrap_or_default().to_owned();
         match kind.as_str() {
             "subscribe" => self.subscribe(&request, true).await,
             "unsubscribe" => self.subscribe(&request, false).await,
@@ -256,7 +286,9 @@ impl Connection {
         let now: Vec<&str> = {
             let ws = self.state.ws.clone();
             let mut clients = ws.clients();
-            let Some(client) = clients.get_mut(&self.id) else { return Err(End::ClientClosed) };
+            let Some(client) = clients.get_mut(&self.id) else {
+                return Err(End::ClientClosed);
+            };
             for channel in names {
                 if on {
                     client.channels.insert(channel);
@@ -264,7 +296,8 @@ impl Connection {
                     client.channels.remove(&channel);
                 }
             }
-            let mut now: Vec<&str> = client.channels.iter().map(|c| channel_name(*c)).collect();
+            let mut now: Vec<&str> =
+                client.channels.iter().map(|c| channel_name(*c)).collect();
             now.sort_unstable();
             now
         };
@@ -278,7 +311,8 @@ impl Connection {
             Err(text) => return self.reply_error(&text).await,
         };
         let store = &self.state.store;
-        let samples = store.metric_history(&query.metric, query.from, query.to, query.limit).await;
+        let samples =
+            store.metric_history(&query.metric, query.from, query.to, query.limit).await;
         let samples = match samples {
             Ok(samples) => samples,
             Err(err) => {
@@ -293,20 +327,28 @@ impl Connection {
 
     async fn send(&mut self, kind: &str, data: Value) -> Result<(), ()> {
         let timestamp = analytics_primitives::timestamp::format_millis(now_millis());
-        let text = json!({ "type": kind, "data": data, "timestamp": timestamp }).to_string();
+        let text =
+            json!({ "type": kind, "data": data, "timestamp": timestamp }).to_string();
         self.write_raw(Message::Text(text.into())).await
     }
 
-    async fn write(&mut self, message: &HubMessage) -> Result<(), ()> {
-        let text = serde_json::to_string(message).map_err(|_| ())?;
-        self.write_raw(Message::Text(text.into())).await
+    async fn write(&mut self, message: &HubMessage) -> Result<(), WriteError> {
+        let text = serde_json::to_string(message).map_err(|_| WriteError::Failed)?;
+        self.write_timed(Message::Text(text.into())).await
     }
 
     async fn write_raw(&mut self, message: Message) -> Result<(), ()> {
+        self.write_timed(message).await.map_err(|_| ())
+    }
+
+    /// A write that gives up after the write timeout: a client whose
+    /// socket stays full that long is too slow.
+    async fn write_timed(&mut self, message: Message) -> Result<(), WriteError> {
         let timeout = self.state.ws.settings.write_timeout;
         match tokio::time::timeout(timeout, self.socket.send(message)).await {
             Ok(Ok(())) => Ok(()),
-            _ => Err(()),
+            Ok(Err(_)) => Err(WriteError::Failed),
+            Err(_) => Err(WriteError::TimedOut),
         }
     }
 }
@@ -363,7 +405,8 @@ struct HistoryQuery {
 impl HistoryQuery {
     fn from_request(request: &Value) -> Result<Self, String> {
         let body = request.get("data").filter(|d| d.is_object()).unwrap_or(request);
-        let metric = body.get("metric").and_then(Value::as_str).ok_or("`metric` is required")?;
+        let metric =
+            body.get("metric").and_then(Value::as_str).ok_or("`metric` is required")?;
         let time = |field: &str| match body.get(field) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(text)) => parse_rfc3339(field, text).map(Some),
@@ -371,11 +414,17 @@ impl HistoryQuery {
         };
         let limit = match body.get("limit") {
             None | Some(Value::Null) => MAX_HISTORY,
-            Some(value) => value.as_i64().filter(|n| (1..=MAX_HISTORY).contains(n)).ok_or(
-                format!("`limit` must be an integer from 1 to {MAX_HISTORY}"),
-            )?,
+            Some(value) => value
+                .as_i64()
+                .filter(|n| (1..=MAX_HISTORY).contains(n))
+                .ok_or(format!("`limit` must be an integer from 1 to {MAX_HISTORY}"))?,
         };
-        Ok(Self { metric: metric.to_owned(), from: time("from")?, to: time("to")?, limit })
+        Ok(Self {
+            metric: metric.to_owned(),
+            from: time("from")?,
+            to: time("to")?,
+            limit,
+        })
     }
 }
 
@@ -401,7 +450,9 @@ mod tests {
         for (request, expected) in cases {
             match (requested_channels(&request), expected) {
                 (Ok(found), Ok(n)) => assert_eq!(found.len(), n, "{request}"),
-                (Err(text), Err(part)) => assert!(text.contains(part), "{request}: {text}"),
+                (Err(text), Err(part)) => {
+                    assert!(text.contains(part), "{request}: {text}")
+                }
                 (other, _) => panic!("{request}: {other:?}"),
             }
         }

@@ -6,3 +6,4 @@ mod cli;
 mod end_to_end;
 mod redis_restart;
 mod rpc_errors;
+mod websocket;

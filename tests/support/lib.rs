@@ -269,8 +269,20 @@ pub async fn publish(
     Ok(count)
 }
 
-/// A running node with its own database, chain and channels.
+/// How to start a test node.
+#[derive(Debug, Clone, Default)]
+pub struct NodeOptions {
+    /// Redis URL; default the shared server.
+    pub redis_url: Option<String>,
+    /// Extra TOML configuration.
+    pub config_toml: Option<String>,
+}
+
+/// A running node with its own database, chain and channels. Fields drop
+/// in order: the node stops before its chain and database go.
 pub struct Node {
+    /// The node process.
+    pub process: Process,
     /// JSON-RPC URL.
     pub rpc_url: String,
     /// HTTP URL.
@@ -283,23 +295,27 @@ pub struct Node {
     pub database: TestDatabase,
     /// Its chain.
     pub anvil: Anvil,
-    /// The node process.
-    pub process: Process,
     args: Vec<String>,
 }
 
 impl Node {
     /// Starts services and a node, and waits until it is ready.
     pub async fn start() -> anyhow::Result<Self> {
-        Self::start_with(
-            std::env::var("ANALYTICS_TEST_REDIS_URL")
-                .unwrap_or_else(|_| DEFAULT_REDIS_URL.into()),
-        )
-        .await
+        Self::launch(NodeOptions::default()).await
     }
 
     /// Like [`Node::start`] with a given Redis URL.
     pub async fn start_with(redis_url: String) -> anyhow::Result<Self> {
+        Self::launch(NodeOptions { redis_url: Some(redis_url), ..NodeOptions::default() })
+            .await
+    }
+
+    /// Starts a node with options.
+    pub async fn launch(options: NodeOptions) -> anyhow::Result<Self> {
+        let redis_url = options.redis_url.unwrap_or_else(|| {
+            std::env::var("ANALYTICS_TEST_REDIS_URL")
+                .unwrap_or_else(|_| DEFAULT_REDIS_URL.into())
+        });
         redis_connection(&redis_url).await?;
         let database = TestDatabase::create().await?;
         let anvil = Anvil::start().await?;
@@ -330,6 +346,15 @@ impl Node {
         .iter()
         .map(|s| s.to_string())
         .collect();
+        let mut args = args;
+        if let Some(toml) = options.config_toml {
+            let path = workspace_root()
+                .join("target/it-logs")
+                .join(format!("{}.toml", unique("config")));
+            std::fs::create_dir_all(path.parent().expect("a parent"))?;
+            std::fs::write(&path, toml)?;
+            args.extend(["--config".to_owned(), path.display().to_string()]);
+        }
         let process = spawn_node(&args)?;
         let node = Self {
             rpc_url: format!("http://127.0.0.1:{rpc_port}"),

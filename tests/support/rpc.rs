@@ -27,3 +27,9 @@ pub async fn post(url: &str, body: &Value) -> anyhow::Result<Value> {
     serde_json::from_str(&text)
         .with_context(|| format!("HTTP {status}, not JSON: {text}"))
 }
+
+/// GETs a URL and returns the body text.
+pub async fn get_text(url: &str) -> anyhow::Result<String> {
+    let client = reqwest::Client::builder().no_proxy().build()?;
+    Ok(client.get(url).send().await?.text().await?)
+}

@@ -220,7 +220,8 @@ mod tests {
 
     #[test]
     fn probation_is_fifteen_percent_up_to_750_rows() {
-        let cases = [(0, 0), (10, 1), (100, 15), (4_033, 604), (5_000, 750), (22_695, 750)];
+        let cases =
+            [(0, 0), (10, 1), (100, 15), (4_033, 604), (5_000, 750), (22_695, 750)];
         for (len, expected) in cases {
             assert_eq!(probation(len), expected, "{len}");
         }
@@ -254,7 +255,8 @@ mod tests {
     #[test]
     fn windows_inside_probation_are_not_scored() {
         // (window, whether it counts)
-        let cases = [((2, 8), false), ((2, 14), false), ((10, 15), true), ((50, 60), true)];
+        let cases =
+            [((2, 8), false), ((2, 14), false), ((10, 15), true), ((50, 60), true)];
         for (window, counts) in cases {
             let f = ScoredFile { scores: vec![0.0; 100], windows: vec![window] };
             assert_eq!(f.scorable_windows(), usize::from(counts), "{window:?}");

@@ -71,3 +71,4 @@ mod testkit;
 
 pub use baseline::BaselineAnalyzer;
 pub use config::{BaselineConfig, ConfigError};
+pub mod detector;
