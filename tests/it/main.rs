@@ -6,4 +6,5 @@ mod cli;
 mod end_to_end;
 mod redis_restart;
 mod rpc_errors;
+mod subscriptions;
 mod websocket;

@@ -16,6 +16,7 @@
 
 pub mod knn;
 pub mod record;
+pub mod relative;
 pub mod robust;
 pub mod stats;
 
@@ -28,11 +29,15 @@ pub trait Detector: Send {
 }
 
 /// Names accepted by [`by_name`], the default first.
-pub const NAMES: [&str; 3] = ["knn", "record", "robust"];
+pub const NAMES: [&str; 4] = ["knn-rel", "knn", "record", "robust"];
 
 /// A fresh detector with the global settings of that name.
 pub fn by_name(name: &str) -> Option<Box<dyn Detector>> {
     match name {
+        "knn-rel" => {
+            let knn = knn::KnnDetector::default();
+            Some(Box::new(relative::Relative::new(knn, 0.9995, 0.1)))
+        }
         "knn" => Some(Box::new(knn::KnnDetector::default())),
         "record" => Some(Box::new(record::RecordDetector::default())),
         "robust" => Some(Box::new(robust::RobustScorer::default())),
