@@ -19,9 +19,9 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::chain;
 use crate::chain::anchor::AnchorManager;
 use crate::chain::heads::HeadFollower;
-use crate::chain::{self, ANVIL_DEV_KEY};
 use crate::cli::RunArgs;
 use crate::config::{Config, ANVIL_CHAIN_ID};
 use crate::state::NodeState;
@@ -57,7 +57,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 
     let (signer, anchorer) = chain::signing_provider(&config.chain).await?;
     let chain_id = signer.get_chain_id().await?;
-    let contract = contract_address(&config, &signer, chain_id).await?;
+    let contract = contract_address(&config, &store, &signer, chain_id).await?;
     let reader = chain::read_provider(&config.chain.rpc_url)?;
     info!(target: "node", %contract, chain_id, %anchorer, "chain ready");
 
@@ -182,8 +182,12 @@ async fn connect_store(config: &Config) -> anyhow::Result<Store> {
     }
 }
 
+/// The setting that remembers a contract `run` deployed on a local chain.
+const DEPLOYED_CONTRACT: &str = "deployed_contract";
+
 async fn contract_address(
     config: &Config,
+    store: &Store,
     provider: &DynProvider,
     chain_id: u64,
 ) -> anyhow::Result<Address> {
@@ -194,9 +198,19 @@ async fn contract_address(
     if chain_id != ANVIL_CHAIN_ID {
         anyhow::bail!("config field `chain.contract` is required on chain id {chain_id}");
     }
-    // A local anvil chain without a configured contract gets a fresh one.
-    let _ = ANVIL_DEV_KEY;
-    chain::deploy(provider).await
+    // A local chain without a configured contract reuses the one deployed
+    // earlier for this database, or deploys one when the chain lost it.
+    let remembered = store.setting(DEPLOYED_CONTRACT).await?;
+    if let Some(address) = remembered.and_then(|text| text.parse::<Address>().ok()) {
+        if chain::ensure_contract(provider, address).await.is_ok() {
+            info!(target: "node", %address, "reusing the contract deployed earlier");
+            return Ok(address);
+        }
+        warn!(target: "node", %address, "the remembered contract is gone; deploying anew");
+    }
+    let address = chain::deploy(provider).await?;
+    store.set_setting(DEPLOYED_CONTRACT, &address.to_string()).await?;
+    Ok(address)
 }
 
 async fn wait_for_signal() {

@@ -185,8 +185,8 @@ pub struct AnchorConfig {
     pub on_new_block: bool,
     /// Form a batch as soon as this many insights wait. Default 256.
     pub max_pending: u64,
-    /// Form a batch when the oldest waiting insight is this old,
-    /// milliseconds. Default 5000.
+    /// Form a batch when this long has passed since the previous batch was
+    /// formed and insights wait, milliseconds. Default 5000.
     pub interval_ms: u64,
     /// Most insights in one batch. Default 1024.
     pub max_batch: u64,

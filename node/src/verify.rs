@@ -96,7 +96,10 @@ async fn check(
     let hash = keccak256(canonical.as_bytes());
     verdict.note(true, format!("insight hash {hash} (keccak256 of its RFC 8785 JSON)"));
     if let Some(claimed) = document.hash {
-        verdict.note(claimed == hash, format!("document's hash field {claimed} matches"));
+        verdict.note(
+            claimed == hash,
+            format!("document's hash field {claimed} {}", agreement(claimed == hash)),
+        );
     }
 
     // 2. The Merkle root, recomputed from the proof.
@@ -106,7 +109,10 @@ async fn check(
         format!("Merkle root {root} from {} proof nodes", document.proof.len()),
     );
     if let Some(claimed) = document.root {
-        verdict.note(claimed == root, format!("document's root field {claimed} matches"));
+        verdict.note(
+            claimed == root,
+            format!("document's root field {claimed} {}", agreement(claimed == root)),
+        );
     }
 
     // 3. The chain and the contract.
@@ -187,7 +193,7 @@ async fn anchored(
             record.batchId, record.blockNumber, block.header.hash, args.min_confirmations
         ),
     );
-    computed_after(provider, document, verdict).await
+    computed_after(provider, document, record.blockNumber, verdict).await
 }
 
 /// Checks the block the insight claims to have seen, which bounds from
@@ -195,6 +201,7 @@ async fn anchored(
 async fn computed_after(
     provider: &DynProvider,
     document: &ProofDocument,
+    anchored_in: u64,
     verdict: &mut Verdict,
 ) -> anyhow::Result<()> {
     let stamp = &document.insight["block"];
@@ -213,7 +220,20 @@ async fn computed_after(
         })
         .unwrap_or_else(|| "unknown".into());
     verdict.note(matches, format!("computed after block {number} ({hash}) at {when}"));
+    let ordered = number < anchored_in;
+    verdict.note(
+        ordered,
+        format!("stamp block {number} precedes anchoring block {anchored_in}"),
+    );
     Ok(())
+}
+
+fn agreement(same: bool) -> &'static str {
+    if same {
+        "matches"
+    } else {
+        "DIFFERS from the recomputed value"
+    }
 }
 
 impl Verdict {

@@ -83,8 +83,12 @@ impl Pipeline {
             self.handle(batch, &shutdown).await;
         }
         input.close();
+        let mut rest = Vec::new();
         while let Ok(envelope) = input.try_recv() {
-            self.handle(vec![envelope], &shutdown).await;
+            rest.push(envelope);
+        }
+        for chunk in rest.chunks(self.config.batch_size) {
+            self.handle(chunk.to_vec(), &shutdown).await;
         }
         debug!(target: "worker::pipeline", "pipeline stopped");
     }

@@ -579,6 +579,28 @@ impl Store {
 }
 
 impl Store {
+    /// A stored node setting.
+    pub async fn setting(&self, key: &str) -> Result<Option<String>, WorkerError> {
+        let value = sqlx::query_scalar("SELECT value FROM node_settings WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(value)
+    }
+
+    /// Stores a node setting.
+    pub async fn set_setting(&self, key: &str, value: &str) -> Result<(), WorkerError> {
+        sqlx::query(
+            "INSERT INTO node_settings (key, value) VALUES ($1, $2) \
+             ON CONFLICT (key) DO UPDATE SET value = $2, updated_at = now()",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// A metric's samples in a time range, newest first.
     pub async fn metric_history(
         &self,

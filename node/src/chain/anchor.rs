@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use alloy::primitives::{Address, B256};
 use alloy::providers::{DynProvider, Provider};
-use alloy::rpc::types::TransactionReceipt;
+use alloy::rpc::types::{Filter, TransactionReceipt};
+use alloy::sol_types::SolEvent;
 use analytics_primitives::insight::BlockStamp;
 use analytics_primitives::merkle::MerkleTree;
 use anyhow::{bail, Context};
@@ -137,6 +138,9 @@ impl AnchorManager {
         let contract = InsightAnchor::new(self.contract, self.provider.clone());
         let record = contract.anchorOf(root).call().await.context("reading anchorOf")?;
         if record.batchId == 0 {
+            if self.still_pending(batch).await? {
+                return Ok(());
+            }
             return self.send(batch).await;
         }
         let block = self
@@ -144,8 +148,11 @@ impl AnchorManager {
             .get_block_by_number(record.blockNumber.into())
             .await?
             .context("anchoring block not found")?;
-        let tx_hash =
-            batch.tx_hash.as_deref().map(to_b256).transpose()?.unwrap_or_default();
+        let known = batch.tx_hash.as_deref().map(to_b256).transpose()?;
+        let tx_hash = match known {
+            Some(hash) => hash,
+            None => self.find_anchoring_tx(root, record.blockNumber).await?,
+        };
         let inclusion = Inclusion {
             tx_hash,
             onchain_batch: record.batchId,
@@ -154,6 +161,29 @@ impl AnchorManager {
             block_timestamp: record.timestamp,
         };
         self.record_anchored(batch, inclusion).await
+    }
+
+    /// Whether the batch's transaction is still waiting in the mempool, in
+    /// which case sending another would only revert.
+    async fn still_pending(&self, batch: &BatchRow) -> anyhow::Result<bool> {
+        let Some(hash) = batch.tx_hash.as_deref().map(to_b256).transpose()? else {
+            return Ok(false);
+        };
+        let known = self.provider.get_transaction_by_hash(hash).await?;
+        Ok(known.is_some_and(|tx| tx.block_number.is_none()))
+    }
+
+    /// The transaction that anchored `root` in `block`, from its event.
+    async fn find_anchoring_tx(&self, root: B256, block: u64) -> anyhow::Result<B256> {
+        let filter = Filter::new()
+            .address(self.contract)
+            .event_signature(InsightAnchor::Anchored::SIGNATURE_HASH)
+            .topic2(root)
+            .from_block(block)
+            .to_block(block);
+        let logs = self.provider.get_logs(&filter).await?;
+        let log = logs.first().context("no Anchored event for a recorded root")?;
+        log.transaction_hash.context("Anchored event without a transaction hash")
     }
 
     async fn send(&self, batch: &BatchRow) -> anyhow::Result<()> {

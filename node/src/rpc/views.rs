@@ -156,7 +156,7 @@ pub struct HealthView {
     pub events_per_second: f64,
     /// Distinct users with events in the last 5 minutes.
     pub active_users: i64,
-    /// Open JSON-RPC connections.
+    /// Open dashboard WebSocket connections.
     pub active_connections: u64,
     /// Row counts in PostgreSQL.
     pub totals: Totals,

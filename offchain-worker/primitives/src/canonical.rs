@@ -33,8 +33,9 @@ pub enum CanonicalError {
     /// The value could not be turned into JSON.
     #[error("cannot serialise to JSON: {0}")]
     Serialize(String),
-    /// An integer beyond 2^53 in magnitude, which a double cannot hold.
-    #[error("integer {0} exceeds 2^53 in magnitude and cannot be held exactly")]
+    /// An integer a double cannot hold exactly (beyond 2^53 and not a
+    /// double's value).
+    #[error("integer {0} cannot be held exactly by a double")]
     IntegerOutOfRange(String),
     /// A NaN or an infinity, which JSON cannot express.
     #[error("number {0} is not finite")]
@@ -131,22 +132,28 @@ fn write_number(out: &mut String, number: &Number) -> Result<(), CanonicalError>
 }
 
 /// Converts a JSON number to the double JCS formats, refusing integers that
-/// the conversion would change.
+/// the conversion would change. Integers beyond 2^53 are accepted only when
+/// a double holds them exactly (as `1000000000000000000` does: that is how
+/// a large double reads back from its own canonical text).
 fn number_to_f64(number: &Number) -> Result<f64, CanonicalError> {
     let out_of_range = || CanonicalError::IntegerOutOfRange(number.to_string());
 
     if let Some(unsigned) = number.as_u64() {
-        if unsigned > MAX_EXACT_INTEGER {
+        let double = unsigned as f64;
+        // Compared in u128 so that 2^64 (the double nearest u64::MAX) differs.
+        if unsigned > MAX_EXACT_INTEGER && double as u128 != u128::from(unsigned) {
             return Err(out_of_range());
         }
-        // Exact: the magnitude is at most 2^53.
-        return Ok(unsigned as f64);
+        return Ok(double);
     }
     if let Some(signed) = number.as_i64() {
-        if signed.unsigned_abs() > MAX_EXACT_INTEGER {
+        let double = signed as f64;
+        if signed.unsigned_abs() > MAX_EXACT_INTEGER
+            && double as i128 != i128::from(signed)
+        {
             return Err(out_of_range());
         }
-        return Ok(signed as f64);
+        return Ok(double);
     }
     number.as_f64().ok_or_else(|| CanonicalError::NonFinite(number.to_string()))
 }
@@ -327,18 +334,34 @@ mod tests {
     }
 
     #[test]
-    fn integers_beyond_two_to_the_53_are_rejected() {
+    fn integers_a_double_cannot_hold_are_rejected() {
         let cases = [
             Value::from(MAX_EXACT_INTEGER + 1),
             Value::from(-(MAX_EXACT_INTEGER as i64) - 1),
             Value::from(u64::MAX),
-            Value::from(i64::MIN),
+            Value::from(i64::MAX),
         ];
 
         for value in cases {
             let err = to_canonical_json(&value).unwrap_err();
             assert_eq!(err, CanonicalError::IntegerOutOfRange(value.to_string()));
         }
+    }
+
+    #[test]
+    fn large_integers_a_double_holds_exactly_are_accepted() {
+        let cases = [
+            (Value::from(1_000_000_000_000_000_000_u64), "1000000000000000000"),
+            (Value::from(i64::MIN), "-9223372036854776000"),
+            (Value::from(1_u64 << 60), "1152921504606847000"),
+        ];
+        for (value, expected) in cases {
+            assert_eq!(to_canonical_json(&value).unwrap(), expected, "{value}");
+        }
+        // A double's canonical text reads back to the same canonical text.
+        let text = to_canonical_json(&serde_json::json!({ "v": 1e18 })).unwrap();
+        let again: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(to_canonical_json(&again).unwrap(), text);
     }
 
     #[test]

@@ -52,10 +52,10 @@ impl RedisSource {
     /// Runs until `shutdown` fires or the pipeline goes away.
     pub async fn run(self, output: mpsc::Sender<Envelope>, shutdown: CancellationToken) {
         let mut delay = FIRST_DELAY;
-        let mut connected_before = false;
+        let mut subscribed_before = false;
         loop {
             match self
-                .subscribe_once(&output, &shutdown, &mut delay, connected_before)
+                .subscribe_once(&output, &shutdown, &mut delay, &mut subscribed_before)
                 .await
             {
                 Ended::Shutdown => break,
@@ -64,7 +64,6 @@ impl RedisSource {
                     warn!(target: "worker::redis", %cause, retry_ms = delay.as_millis() as u64, "subscription lost");
                 }
             }
-            connected_before = true;
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 () = tokio::time::sleep(delay) => {}
@@ -79,7 +78,7 @@ impl RedisSource {
         output: &mpsc::Sender<Envelope>,
         shutdown: &CancellationToken,
         delay: &mut Duration,
-        reconnect: bool,
+        subscribed_before: &mut bool,
     ) -> Ended {
         let client = match redis::Client::open(self.url.as_str()) {
             Ok(client) => client,
@@ -94,9 +93,10 @@ impl RedisSource {
             return Ended::Lost(err.to_string());
         }
 
-        if reconnect {
+        if *subscribed_before {
             Stats::bump(&self.stats.redis_reconnects, 1);
         }
+        *subscribed_before = true;
         self.stats.redis_up.store(1, std::sync::atomic::Ordering::Relaxed);
         *delay = FIRST_DELAY;
         info!(target: "worker::redis", channels = ?names, "subscribed");
