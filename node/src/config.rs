@@ -265,6 +265,10 @@ pub struct ServerConfig {
     pub ws_heartbeat_secs: u64,
     /// Longest wait for one WebSocket write, milliseconds. Default 5000.
     pub ws_write_timeout_ms: u64,
+    /// Most messages per channel replayed to a client that resumes from a
+    /// position; a longer gap is reported to the client instead. Default
+    /// 10000.
+    pub ws_max_resume: u32,
 }
 
 impl Default for ServerConfig {
@@ -282,6 +286,7 @@ impl Default for ServerConfig {
             ws_queue_capacity: 1024,
             ws_heartbeat_secs: 30,
             ws_write_timeout_ms: 5000,
+            ws_max_resume: 10_000,
         }
     }
 }
@@ -359,6 +364,7 @@ impl Config {
             queue_capacity: self.server.ws_queue_capacity,
             heartbeat: Duration::from_secs(self.server.ws_heartbeat_secs),
             write_timeout: Duration::from_millis(self.server.ws_write_timeout_ms),
+            max_resume: i64::from(self.server.ws_max_resume),
         }
     }
 

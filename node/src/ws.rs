@@ -27,7 +27,10 @@ use std::time::{Duration, Instant};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
-use offchain_worker::hub::{Channel, HubMessage};
+use offchain_worker::hub::{Channel, Hub, HubMessage};
+use offchain_worker::messages;
+use offchain_worker::storage::{ReplayTable, Store};
+use offchain_worker::WorkerError;
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -54,8 +57,11 @@ pub struct WsSettings {
     pub queue_capacity: usize,
     /// Interval of server pings.
     pub heartbeat: Duration,
-    /// Longest wait for one write to a client.
+    /// Longest wait for one WebSocket write.
     pub write_timeout: Duration,
+    /// Most messages replayed to a resuming client per channel; a longer
+    /// gap is reported instead of replayed.
+    pub max_resume: i64,
 }
 
 /// Connections and their subscriptions, shared by the dispatcher.
@@ -162,8 +168,13 @@ async fn session(mut socket: WebSocket, state: Arc<NodeState>) {
     let too_slow = CancellationToken::new();
     let client = Client { channels: HashSet::new(), queue, too_slow: too_slow.clone() };
     ws.clients().insert(id, client);
-    let mut connection =
-        Connection { id, state: state.clone(), socket, last_heard: Instant::now() };
+    let mut connection = Connection {
+        id,
+        state: state.clone(),
+        socket,
+        last_heard: Instant::now(),
+        floors: HashMap::new(),
+    };
     let end = connection.serve(receiver, too_slow).await;
     ws.clients().remove(&id);
     if matches!(end, End::TooSlow) {
@@ -191,6 +202,9 @@ struct Connection {
     state: Arc<NodeState>,
     socket: WebSocket,
     last_heard: Instant,
+    /// Per channel, the last position replayed: live messages at or below
+    /// it were already sent.
+    floors: HashMap<Channel, i64>,
 }
 
 impl Connection {
@@ -220,6 +234,7 @@ impl Connection {
                 },
                 message = queue.recv() => {
                     let Some(message) = message else { return End::ClientClosed };
+                    if self.already_sent(&message) { continue; }
                     match self.write(&message).await {
                         Ok(()) => {}
                         Err(WriteError::TimedOut) => return End::TooSlow,
@@ -236,6 +251,11 @@ impl Connection {
                 }
             }
         }
+    }
+
+    fn already_sent(&self, message: &HubMessage) -> bool {
+        let floor = self.floors.get(&message.channel);
+        matches!((message.position, floor), (Some(p), Some(f)) if p <= *f)
     }
 
     async fn drop_slow(&mut self) -> End {
@@ -302,7 +322,70 @@ impl Connection {
             now
         };
         let kind = if on { "subscribed" } else { "unsubscribed" };
-        self.send(kind, json!({ "channels": now })).await.map_err(|()| End::WriteFailed)
+        self.send(kind, json!({ "channels": now }))
+            .await
+            .map_err(|()| End::WriteFailed)?;
+        if on {
+            self.resume(request).await?;
+        }
+        Ok(())
+    }
+
+    /// Replays, per channel named in `resume`, what was stored after the
+    /// client's last position, before any live message of that channel.
+    async fn resume(&mut self, request: &Value) -> Result<(), End> {
+        let body = request.get("data").filter(|d| d.is_object()).unwrap_or(request);
+        let Some(Value::Object(resume)) = body.get("resume") else { return Ok(()) };
+        for (name, position) in resume {
+            let (Some(channel), Some(after)) = (parse_channel(name), position.as_i64())
+            else {
+                let text =
+                    format!("resume needs channel names and integer positions: {name}");
+                self.reply_error(&text).await?;
+                continue;
+            };
+            self.replay(channel, after).await?;
+        }
+        Ok(())
+    }
+
+    async fn replay(&mut self, channel: Channel, after: i64) -> Result<(), End> {
+        let store = self.state.store.clone();
+        let max = self.state.ws.settings.max_resume;
+        let missed = store.count_after(replay_table(channel), after).await;
+        let missed = match missed {
+            Ok(missed) => missed,
+            Err(err) => {
+                warn!(target: "ws", %err, "resume query failed");
+                return self.reply_error("resume is unavailable right now").await;
+            }
+        };
+        let name = channel_name(channel);
+        if missed > max {
+            let data = json!({ "code": "resume_gap", "channel": name, "position": after,
+                "missed": missed, "max_resume": max,
+                "message": "the gap is too long to replay; reload from history and follow live" });
+            self.floors.remove(&channel);
+            return self.send("error", data).await.map_err(|()| End::WriteFailed);
+        }
+        let mut last = after;
+        loop {
+            let page = match replay_page(&store, channel, last).await {
+                Ok(page) => page,
+                Err(err) => {
+                    warn!(target: "ws", %err, "resume query failed");
+                    return self.reply_error("resume is unavailable right now").await;
+                }
+            };
+            let Some(tail) = page.last() else { break };
+            last = tail.position.unwrap_or(last);
+            for message in &page {
+                self.write(message).await.map_err(|_| End::WriteFailed)?;
+            }
+            self.floors.insert(channel, last);
+        }
+        let data = json!({ "channel": name, "from": after, "position": last, "replayed": missed });
+        self.send("resumed", data).await.map_err(|()| End::WriteFailed)
     }
 
     async fn history(&mut self, request: &Value) -> Result<(), End> {
@@ -351,6 +434,51 @@ impl Connection {
             Err(_) => Err(WriteError::TimedOut),
         }
     }
+}
+
+/// Rows fetched per replay query.
+const REPLAY_PAGE: i64 = 500;
+
+fn replay_table(channel: Channel) -> ReplayTable {
+    match channel {
+        Channel::Dashboard => ReplayTable::Metrics,
+        Channel::Insights => ReplayTable::Insights,
+        Channel::Alerts => ReplayTable::Alerts,
+        Channel::Anchors => ReplayTable::AnchorEvents,
+    }
+}
+
+/// The next stored messages of `channel` after `after`, as broadcast.
+async fn replay_page(
+    store: &Store,
+    channel: Channel,
+    after: i64,
+) -> Result<Vec<HubMessage>, WorkerError> {
+    let message =
+        |position: i64, data: Value| Hub::message(channel, Some(position), data);
+    let page = match channel {
+        Channel::Dashboard => {
+            let rows = store.metrics_after(after, REPLAY_PAGE).await?;
+            rows.iter()
+                .map(|row| message(row.id, messages::metric_message(row)))
+                .collect()
+        }
+        Channel::Insights | Channel::Alerts => {
+            let alerts = channel == Channel::Alerts;
+            let rows = store.insights_after(after, REPLAY_PAGE, alerts).await?;
+            let mut page = Vec::with_capacity(rows.len());
+            for (row, status) in &rows {
+                let data = messages::stored_insight_message(row, status.as_deref())?;
+                page.push(message(row.id, data));
+            }
+            page
+        }
+        Channel::Anchors => {
+            let rows = store.anchor_events_after(after, REPLAY_PAGE).await?;
+            rows.into_iter().map(|row| message(row.id, row.data)).collect()
+        }
+    };
+    Ok(page)
 }
 
 /// The channel names a client may follow.

@@ -33,6 +33,11 @@ pub struct HubMessage {
     /// The wire type (`dashboard_update`, `insights`, `alert`, `anchor`).
     #[serde(rename = "type")]
     pub kind: &'static str,
+    /// The message's place in its channel: the metric sample id, insight
+    /// id or anchoring event id. A client that reconnects hands back the
+    /// last position it saw to receive what it missed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub position: Option<i64>,
     /// The payload.
     pub data: Value,
     /// Wall-clock time of the broadcast, RFC 3339.
@@ -59,6 +64,16 @@ impl Hub {
 
     /// Publishes on a channel; without receivers the message is dropped.
     pub fn publish(&self, channel: Channel, data: Value) {
+        self.publish_at(channel, None, data);
+    }
+
+    /// Publishes a message with its position in the channel.
+    pub fn publish_at(&self, channel: Channel, position: Option<i64>, data: Value) {
+        let _ = self.sender.send(Arc::new(Self::message(channel, position, data)));
+    }
+
+    /// Builds a message as [`Hub::publish_at`] would send it.
+    pub fn message(channel: Channel, position: Option<i64>, data: Value) -> HubMessage {
         let kind = match channel {
             Channel::Dashboard => "dashboard_update",
             Channel::Insights => "insights",
@@ -66,8 +81,7 @@ impl Hub {
             Channel::Anchors => "anchor",
         };
         let timestamp = analytics_primitives::timestamp::format_millis(now_millis());
-        let message = HubMessage { channel, kind, data, timestamp };
-        let _ = self.sender.send(Arc::new(message));
+        HubMessage { channel, kind, position, data, timestamp }
     }
 
     /// A receiver of every channel; filter by [`HubMessage::channel`].

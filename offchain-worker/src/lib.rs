@@ -8,6 +8,7 @@
 //! - [`pipeline`]: parse, store, analyse, stamp and hash, in batches;
 //! - [`storage`]: every SQL statement, behind [`storage::Store`];
 //! - [`hub`]: the broadcast channels dashboards and subscribers follow;
+//! - [`messages`]: broadcast payloads, live and replayed;
 //! - [`stats`]: counters shared with health and metrics endpoints;
 //! - [`error`]: the crate's error type.
 //!
@@ -17,6 +18,7 @@
 pub mod envelope;
 pub mod error;
 pub mod hub;
+pub mod messages;
 pub mod pipeline;
 pub mod source;
 pub mod stats;

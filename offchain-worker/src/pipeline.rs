@@ -12,7 +12,7 @@ use std::time::Duration;
 use analytics_primitives::analysis::{Analyzer, MetricPoint, StoredEvent};
 use analytics_primitives::event::{parse_event, Event, ParseError};
 use analytics_primitives::insight::{BlockStamp, EventRef, Insight, Severity};
-use serde_json::{json, Value};
+use serde_json::Value;
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -21,8 +21,11 @@ use tracing::{debug, error, warn};
 use crate::envelope::Envelope;
 use crate::error::WorkerError;
 use crate::hub::{Channel, Hub};
+use crate::messages::{self, InsightParts};
 use crate::stats::Stats;
-use crate::storage::{self, NewDeadLetter, NewEvent, NewInsight, NewMetric, Store};
+use crate::storage::{
+    self, MetricRow, NewDeadLetter, NewEvent, NewInsight, NewMetric, Store,
+};
 
 /// Tuning of the pipeline.
 #[derive(Debug, Clone)]
@@ -208,12 +211,12 @@ impl Pipeline {
 
     async fn write_with_retry(
         &mut self,
-        prepared: Prepared,
+        mut prepared: Prepared,
         shutdown: &CancellationToken,
     ) {
         let mut delay = Duration::from_millis(100);
         loop {
-            match self.write(&prepared).await {
+            match self.write(&mut prepared).await {
                 Ok(ids) => return self.publish(&prepared, &ids),
                 Err(err) if err.is_retryable() => {
                     Stats::bump(&self.stats.store_retries, 1);
@@ -231,10 +234,10 @@ impl Pipeline {
         }
     }
 
-    async fn write(&self, prepared: &Prepared) -> Result<Vec<i64>, WorkerError> {
+    async fn write(&self, prepared: &mut Prepared) -> Result<Vec<i64>, WorkerError> {
         let mut tx = self.store.begin().await?;
         storage::insert_events(&mut tx, &prepared.events).await?;
-        storage::insert_metrics(&mut tx, &prepared.metrics).await?;
+        storage::insert_metrics(&mut tx, &mut prepared.metrics).await?;
         let ids = storage::insert_insights(&mut tx, &prepared.insights).await?;
         storage::insert_dead_letters(&mut tx, &prepared.dead_letters).await?;
         tx.commit().await?;
@@ -273,21 +276,25 @@ impl Pipeline {
         Stats::bump(&self.stats.insights, ids.len() as u64);
 
         for metric in &prepared.metrics {
-            self.hub.publish(Channel::Dashboard, metric_message(metric));
+            let data = messages::metric_message(&metric_row(metric));
+            self.hub.publish_at(Channel::Dashboard, Some(metric.id), data);
         }
-        for ((row, id), content) in
-            prepared.insights.iter().zip(ids).zip(&prepared.drafts)
+        for (index, ((row, id), content)) in
+            prepared.insights.iter().zip(ids).zip(&prepared.drafts).enumerate()
         {
-            let message = insight_message(*id, row, content);
-            self.hub.publish(Channel::Insights, message);
-        }
-        for index in &prepared.alerts {
-            if let (Some(row), Some(id)) =
-                (prepared.insights.get(*index), ids.get(*index))
-            {
-                let content = prepared.drafts.get(*index).cloned().unwrap_or(Value::Null);
-                self.hub.publish(Channel::Alerts, insight_message(*id, row, &content));
+            let data = messages::insight_message(InsightParts {
+                id: *id,
+                hash: row.hash,
+                kind: &row.kind,
+                subject: &row.subject,
+                severity: row.severity.as_deref(),
+                status: "pending",
+                content,
+            });
+            if prepared.alerts.contains(&index) {
+                self.hub.publish_at(Channel::Alerts, Some(*id), data.clone());
             }
+            self.hub.publish_at(Channel::Insights, Some(*id), data);
         }
     }
 }
@@ -351,6 +358,7 @@ fn new_event(envelope: &Envelope, id: i64, event: &Event) -> NewEvent {
 
 fn new_metric(event_id: i64, point: MetricPoint) -> NewMetric {
     NewMetric {
+        id: 0,
         event_id,
         name: point.name,
         value: point.value,
@@ -392,28 +400,14 @@ pub fn millis_to_time(millis: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp_nanos(nanos).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
-fn metric_message(metric: &NewMetric) -> Value {
-    json!({
-        "metric": metric.name,
-        "value": metric.value,
-        "change_percent": metric.change_percent,
-        "tags": metric.tags,
-        "timestamp": analytics_primitives::timestamp::format_millis(
-            metric.metric_time.unix_timestamp() * 1000
-                + i64::from(metric.metric_time.millisecond())
-        ),
-        "event_id": metric.event_id,
-    })
-}
-
-fn insight_message(id: i64, row: &NewInsight, content: &Value) -> Value {
-    json!({
-        "id": id,
-        "hash": row.hash,
-        "kind": row.kind,
-        "subject": row.subject,
-        "severity": row.severity,
-        "status": "pending",
-        "insight": content,
-    })
+fn metric_row(metric: &NewMetric) -> MetricRow {
+    MetricRow {
+        id: metric.id,
+        event_id: metric.event_id,
+        name: metric.name.clone(),
+        value: metric.value,
+        change_percent: metric.change_percent,
+        tags: metric.tags.clone(),
+        metric_time: metric.metric_time,
+    }
 }

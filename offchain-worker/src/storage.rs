@@ -46,6 +46,8 @@ pub struct NewEvent {
 /// A metric row to insert.
 #[derive(Debug, Clone)]
 pub struct NewMetric {
+    /// Reserved id, set by [`insert_metrics`].
+    pub id: i64,
     /// The event it came from.
     pub event_id: i64,
     /// Metric name.
@@ -303,19 +305,31 @@ pub async fn insert_events(
     Ok(())
 }
 
-/// Inserts metric samples in one statement.
+/// Inserts metric samples in one statement, assigning their ids in order.
 pub async fn insert_metrics(
     tx: &mut StoreTx,
-    rows: &[NewMetric],
+    rows: &mut [NewMetric],
 ) -> Result<(), WorkerError> {
     if rows.is_empty() {
         return Ok(());
     }
-    sqlx::query(
-        "INSERT INTO metrics (event_id, name, value, change_percent, tags, metric_time) \
-         SELECT e, n, v, c, t::jsonb, m FROM UNNEST($1::int8[], $2::text[], \
-         $3::float8[], $4::float8[], $5::text[], $6::timestamptz[]) AS x(e, n, v, c, t, m)",
+    let count = i64::try_from(rows.len()).unwrap_or(i64::MAX);
+    let ids: Vec<i64> = sqlx::query_scalar(
+        "SELECT nextval('metrics_id_seq') FROM generate_series(1, $1) ORDER BY 1",
     )
+    .bind(count)
+    .fetch_all(&mut **tx)
+    .await?;
+    for (row, id) in rows.iter_mut().zip(&ids) {
+        row.id = *id;
+    }
+    sqlx::query(
+        "INSERT INTO metrics (id, event_id, name, value, change_percent, tags, metric_time) \
+         SELECT i, e, n, v, c, t::jsonb, m FROM UNNEST($1::int8[], $2::int8[], $3::text[], \
+         $4::float8[], $5::float8[], $6::text[], $7::timestamptz[]) \
+         AS x(i, e, n, v, c, t, m)",
+    )
+    .bind(ids)
     .bind(rows.iter().map(|r| r.event_id).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.name.clone()).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.value).collect::<Vec<_>>())
@@ -659,4 +673,151 @@ pub fn to_b256(bytes: &[u8]) -> Result<B256, WorkerError> {
 
 fn to_i64(value: u64) -> Result<i64, WorkerError> {
     i64::try_from(value).map_err(|_| WorkerError::Corrupt(format!("{value} exceeds i64")))
+}
+
+/// A stored metric sample with its position.
+#[derive(Debug, Clone, FromRow)]
+pub struct MetricRow {
+    /// Id: the sample's position on the dashboard channel.
+    pub id: i64,
+    /// The event it came from.
+    pub event_id: i64,
+    /// Name.
+    pub name: String,
+    /// Value.
+    pub value: f64,
+    /// Change in percent.
+    pub change_percent: Option<f64>,
+    /// Tags.
+    pub tags: Value,
+    /// Time.
+    pub metric_time: OffsetDateTime,
+}
+
+/// A stored anchoring status change.
+#[derive(Debug, Clone, FromRow)]
+pub struct AnchorEventRow {
+    /// Id: the change's position on the anchors channel.
+    pub id: i64,
+    /// The broadcast payload.
+    pub data: Value,
+}
+
+impl Store {
+    /// Metric samples after a position, oldest first.
+    pub async fn metrics_after(
+        &self,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<MetricRow>, WorkerError> {
+        let rows = sqlx::query_as(
+            "SELECT id, event_id, name, value, change_percent, tags, metric_time \
+             FROM metrics WHERE id > $1 ORDER BY id LIMIT $2",
+        )
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows)
+    }
+
+    /// Insights after a position, oldest first, with their batch status;
+    /// `alerts_only` keeps high and critical ones.
+    pub async fn insights_after(
+        &self,
+        after: i64,
+        limit: i64,
+        alerts_only: bool,
+    ) -> Result<Vec<(InsightRow, Option<String>)>, WorkerError> {
+        let sql = format!(
+            "SELECT {INSIGHT_COLUMNS} FROM insights WHERE id > $1 \
+             AND (NOT $3 OR severity IN ('high', 'critical')) ORDER BY id LIMIT $2"
+        );
+        let rows: Vec<InsightRow> = sqlx::query_as(&sql)
+            .bind(after)
+            .bind(limit)
+            .bind(alerts_only)
+            .fetch_all(&self.pool)
+            .await?;
+        let batches: Vec<i64> = rows.iter().filter_map(|r| r.batch_id).collect();
+        let statuses: Vec<(i64, String)> =
+            sqlx::query_as("SELECT id, status FROM anchor_batches WHERE id = ANY($1)")
+                .bind(&batches)
+                .fetch_all(&self.pool)
+                .await?;
+        let status_of = |id: Option<i64>| {
+            id.and_then(|id| {
+                statuses.iter().find(|(b, _)| *b == id).map(|(_, s)| s.clone())
+            })
+        };
+        Ok(rows
+            .into_iter()
+            .map(|r| (status_of(r.batch_id), r))
+            .map(|(s, r)| (r, s))
+            .collect())
+    }
+
+    /// How many rows a channel holds after a position.
+    pub async fn count_after(
+        &self,
+        table: ReplayTable,
+        after: i64,
+    ) -> Result<i64, WorkerError> {
+        let sql = match table {
+            ReplayTable::Metrics => "SELECT count(*) FROM metrics WHERE id > $1",
+            ReplayTable::Insights => "SELECT count(*) FROM insights WHERE id > $1",
+            ReplayTable::Alerts => {
+                "SELECT count(*) FROM insights WHERE id > $1 AND severity IN ('high', 'critical')"
+            }
+            ReplayTable::AnchorEvents => "SELECT count(*) FROM anchor_events WHERE id > $1",
+        };
+        Ok(sqlx::query_scalar(sql).bind(after).fetch_one(&self.pool).await?)
+    }
+
+    /// Records an anchoring status change; returns its position.
+    pub async fn insert_anchor_event(
+        &self,
+        batch_id: i64,
+        status: &str,
+        data: &Value,
+    ) -> Result<i64, WorkerError> {
+        let id = sqlx::query_scalar(
+            "INSERT INTO anchor_events (batch_id, status, data) VALUES ($1, $2, $3) RETURNING id",
+        )
+        .bind(batch_id)
+        .bind(status)
+        .bind(data)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    /// Anchoring status changes after a position, oldest first.
+    pub async fn anchor_events_after(
+        &self,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<AnchorEventRow>, WorkerError> {
+        let rows = sqlx::query_as(
+            "SELECT id, data FROM anchor_events WHERE id > $1 ORDER BY id LIMIT $2",
+        )
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows)
+    }
+}
+
+/// The stored history behind each broadcast channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplayTable {
+    /// `dashboard`: metric samples.
+    Metrics,
+    /// `insights`: all insights.
+    Insights,
+    /// `alerts`: high and critical insights.
+    Alerts,
+    /// `anchors`: anchoring status changes.
+    AnchorEvents,
 }

@@ -215,3 +215,79 @@ async fn connections_beyond_the_limit_are_refused_cleanly() -> anyhow::Result<()
     expect_type(first, "pong").await?;
     Ok(())
 }
+
+async fn dashboard_updates(
+    socket: &mut Socket,
+    count: usize,
+) -> anyhow::Result<Vec<(i64, f64)>> {
+    let mut seen = Vec::new();
+    while seen.len() < count {
+        let message = next_json(socket, Duration::from_secs(30)).await?;
+        let message =
+            message.ok_or_else(|| anyhow::anyhow!("only {} updates", seen.len()))?;
+        if message["type"] == "dashboard_update" {
+            let position = message["position"].as_i64().expect("a position");
+            seen.push((position, message["data"]["value"].as_f64().expect("a value")));
+        }
+    }
+    Ok(seen)
+}
+
+#[tokio::test]
+async fn a_client_that_resumes_misses_nothing_and_receives_nothing_twice(
+) -> anyhow::Result<()> {
+    let options = NodeOptions {
+        config_toml: Some("[server]\nws_max_resume = 100\n".into()),
+        ..NodeOptions::default()
+    };
+    let node = Node::launch(options).await?;
+    let mut redis = redis_connection(&node.redis_url).await?;
+    let channel = node.channels.metrics.clone();
+
+    let mut first = connect(&node).await?;
+    expect_type(&mut first, "welcome").await?;
+    send(&mut first, json!({ "type": "subscribe", "channels": ["dashboard"] })).await?;
+    expect_type(&mut first, "subscribed").await?;
+    publish(&mut redis, &channel, (0..50).map(|i| metric(i, 0))).await?;
+    let before = dashboard_updates(&mut first, 30).await?;
+    let (last_position, _) = *before.last().expect("updates");
+    drop(first);
+
+    // Missed while away, then more while resuming.
+    publish(&mut redis, &channel, (50..100).map(|i| metric(i, 0))).await?;
+    let mut second = connect(&node).await?;
+    expect_type(&mut second, "welcome").await?;
+    let resume = json!({ "type": "subscribe", "channels": ["dashboard"],
+        "resume": { "dashboard": last_position } });
+    send(&mut second, resume).await?;
+    expect_type(&mut second, "subscribed").await?;
+    let live = tokio::spawn({
+        let channel = channel.clone();
+        let url = node.redis_url.clone();
+        async move {
+            let mut redis = redis_connection(&url).await?;
+            publish(&mut redis, &channel, (100..120).map(|i| metric(i, 0))).await
+        }
+    });
+    let after = dashboard_updates(&mut second, 90).await?;
+    live.await??;
+
+    let values: Vec<f64> = before.iter().chain(&after).map(|(_, v)| *v).collect();
+    let expected: Vec<f64> = (0..120).map(f64::from).collect();
+    assert_eq!(values, expected, "missed or repeated updates");
+    let positions: Vec<i64> = before.iter().chain(&after).map(|(p, _)| *p).collect();
+    assert!(positions.windows(2).all(|w| w[1] == w[0] + 1), "{positions:?}");
+    assert_eq!(next_json(&mut second, Duration::from_millis(500)).await?, None);
+
+    // A gap longer than the node replays is reported, not silently cut.
+    let mut late = connect(&node).await?;
+    expect_type(&mut late, "welcome").await?;
+    let resume = json!({ "type": "subscribe", "channels": ["dashboard"],
+        "resume": { "dashboard": 0 } });
+    send(&mut late, resume).await?;
+    expect_type(&mut late, "subscribed").await?;
+    let gap = expect_type(&mut late, "error").await?;
+    assert_eq!(gap["data"]["code"], "resume_gap", "{gap}");
+    assert_eq!(gap["data"]["missed"], 120);
+    Ok(())
+}

@@ -198,7 +198,7 @@ impl AnchorManager {
             .map_err(|e| anyhow::anyhow!("anchor({root}) rejected: {e}"))?;
         let tx_hash = *pending.tx_hash();
         self.store.mark_submitted(batch.id, tx_hash).await?;
-        self.publish(batch, "submitted", json!({ "txHash": tx_hash }));
+        self.publish(batch, "submitted", json!({ "txHash": tx_hash })).await;
         let started = Instant::now();
 
         let timeout = Duration::from_millis(self.config.receipt_timeout_ms);
@@ -258,7 +258,7 @@ impl AnchorManager {
             "blockHash": at.block_hash,
             "blockTimestamp": at.block_timestamp,
         });
-        self.publish(batch, "anchored", details);
+        self.publish(batch, "anchored", details).await;
         Ok(())
     }
 
@@ -285,11 +285,12 @@ impl AnchorManager {
         self.store.mark_final(batch.id).await?;
         Stats::bump(&self.stats.batches_final, 1);
         let depth = head.number + 1 - number;
-        self.publish(batch, "final", json!({ "confirmations": depth }));
+        self.publish(batch, "final", json!({ "confirmations": depth })).await;
         Ok(())
     }
 
-    fn publish(&self, batch: &BatchRow, status: &str, details: serde_json::Value) {
+    /// Records a status change and broadcasts it with its position.
+    async fn publish(&self, batch: &BatchRow, status: &str, details: serde_json::Value) {
         let data = json!({
             "batchId": batch.id,
             "root": format!("0x{}", alloy::hex::encode(&batch.root)),
@@ -297,6 +298,14 @@ impl AnchorManager {
             "status": status,
             "details": details,
         });
-        self.hub.publish(Channel::Anchors, data);
+        let position = match self.store.insert_anchor_event(batch.id, status, &data).await
+        {
+            Ok(position) => Some(position),
+            Err(err) => {
+                warn!(target: "chain::anchor", %err, "status change not recorded for resume");
+                None
+            }
+        };
+        self.hub.publish_at(Channel::Anchors, position, data);
     }
 }
