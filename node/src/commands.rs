@@ -81,6 +81,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         ws: crate::ws::WsHub::new(config.ws_settings()),
         started: Instant::now(),
     });
+    tasks.spawn(crate::relay::run(
+        state.store.clone(),
+        state.hub.clone(),
+        shutdown.clone(),
+    ));
     let hub_receiver = state.hub.subscribe();
     tasks.spawn(state.ws.clone().dispatch(hub_receiver, shutdown.clone()));
     let intake = CancellationToken::new();

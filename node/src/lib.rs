@@ -8,6 +8,7 @@
 //! - [`rpc`]: the `analytics_*` JSON-RPC server;
 //! - [`http`] and [`health`]: `/health`, `/metrics` and health reports;
 //! - [`ws`]: the dashboard WebSocket endpoint `/analytics`;
+//! - [`relay`]: broadcasts across nodes sharing a database;
 //! - [`verify`]: the auditor's verifier, which trusts only the chain;
 //! - [`feed`]: publishes CSV series to Redis for demos and tests.
 
@@ -20,6 +21,7 @@ pub mod feed;
 pub mod health;
 pub mod http;
 pub mod logging;
+pub mod relay;
 pub mod rpc;
 pub mod state;
 pub mod verify;

@@ -27,10 +27,9 @@ use std::time::{Duration, Instant};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
-use offchain_worker::hub::{Channel, Hub, HubMessage};
+use offchain_worker::hub::{Channel, HubMessage};
 use offchain_worker::messages;
-use offchain_worker::storage::{ReplayTable, Store};
-use offchain_worker::WorkerError;
+use offchain_worker::storage::ReplayTable;
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -370,13 +369,14 @@ impl Connection {
         }
         let mut last = after;
         loop {
-            let page = match replay_page(&store, channel, last).await {
-                Ok(page) => page,
-                Err(err) => {
-                    warn!(target: "ws", %err, "resume query failed");
-                    return self.reply_error("resume is unavailable right now").await;
-                }
-            };
+            let page =
+                match messages::stored_after(&store, channel, last, REPLAY_PAGE).await {
+                    Ok(page) => page,
+                    Err(err) => {
+                        warn!(target: "ws", %err, "resume query failed");
+                        return self.reply_error("resume is unavailable right now").await;
+                    }
+                };
             let Some(tail) = page.last() else { break };
             last = tail.position.unwrap_or(last);
             for message in &page {
@@ -446,39 +446,6 @@ fn replay_table(channel: Channel) -> ReplayTable {
         Channel::Alerts => ReplayTable::Alerts,
         Channel::Anchors => ReplayTable::AnchorEvents,
     }
-}
-
-/// The next stored messages of `channel` after `after`, as broadcast.
-async fn replay_page(
-    store: &Store,
-    channel: Channel,
-    after: i64,
-) -> Result<Vec<HubMessage>, WorkerError> {
-    let message =
-        |position: i64, data: Value| Hub::message(channel, Some(position), data);
-    let page = match channel {
-        Channel::Dashboard => {
-            let rows = store.metrics_after(after, REPLAY_PAGE).await?;
-            rows.iter()
-                .map(|row| message(row.id, messages::metric_message(row)))
-                .collect()
-        }
-        Channel::Insights | Channel::Alerts => {
-            let alerts = channel == Channel::Alerts;
-            let rows = store.insights_after(after, REPLAY_PAGE, alerts).await?;
-            let mut page = Vec::with_capacity(rows.len());
-            for (row, status) in &rows {
-                let data = messages::stored_insight_message(row, status.as_deref())?;
-                page.push(message(row.id, data));
-            }
-            page
-        }
-        Channel::Anchors => {
-            let rows = store.anchor_events_after(after, REPLAY_PAGE).await?;
-            rows.into_iter().map(|row| message(row.id, row.data)).collect()
-        }
-    };
-    Ok(page)
 }
 
 /// The channel names a client may follow.

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::broadcast;
 
@@ -11,7 +11,7 @@ use tokio::sync::broadcast;
 pub const HUB_CAPACITY: usize = 4096;
 
 /// The channels a client can follow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Channel {
     /// Metric samples as they are stored.
@@ -44,10 +44,24 @@ pub struct HubMessage {
     pub timestamp: String,
 }
 
+/// The PostgreSQL notification channel on which nodes announce what they
+/// stored, so every node sharing the database can broadcast it.
+pub const NOTIFY_CHANNEL: &str = "analytics_broadcast";
+
+/// What one node stored: position ranges per channel, inclusive.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Announcement {
+    /// The announcing node's [`Hub::origin`].
+    pub origin: String,
+    /// `(channel, first position, last position)`.
+    pub ranges: Vec<(Channel, i64, i64)>,
+}
+
 /// The shared broadcast hub.
 #[derive(Debug, Clone)]
 pub struct Hub {
     sender: broadcast::Sender<Arc<HubMessage>>,
+    origin: Arc<str>,
 }
 
 impl Default for Hub {
@@ -59,7 +73,19 @@ impl Default for Hub {
 impl Hub {
     /// A hub with [`HUB_CAPACITY`] slots.
     pub fn new() -> Self {
-        Self { sender: broadcast::channel(HUB_CAPACITY).0 }
+        let nanos = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
+        let origin = format!("{}-{nanos}", std::process::id());
+        Self { sender: broadcast::channel(HUB_CAPACITY).0, origin: origin.into() }
+    }
+
+    /// This node's identity in [`Announcement`]s.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// An announcement of `ranges` from this node.
+    pub fn announcement(&self, ranges: Vec<(Channel, i64, i64)>) -> Announcement {
+        Announcement { origin: self.origin.to_string(), ranges }
     }
 
     /// Publishes on a channel; without receivers the message is dropped.

@@ -5,7 +5,8 @@ use alloy_primitives::B256;
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
-use crate::storage::{to_b256, InsightRow, MetricRow};
+use crate::hub::{Channel, Hub, HubMessage};
+use crate::storage::{to_b256, InsightRow, MetricRow, Store};
 use crate::WorkerError;
 
 /// A `dashboard_update` payload for a stored metric sample.
@@ -79,4 +80,39 @@ pub fn stored_insight_message(
 fn rfc3339(time: OffsetDateTime) -> String {
     let millis = time.unix_timestamp_nanos() / 1_000_000;
     analytics_primitives::timestamp::format_millis(i64::try_from(millis).unwrap_or(0))
+}
+
+/// Up to `limit` stored messages of `channel` after position `after`,
+/// oldest first, exactly as they were broadcast live.
+pub async fn stored_after(
+    store: &Store,
+    channel: Channel,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<HubMessage>, WorkerError> {
+    let message =
+        |position: i64, data: Value| Hub::message(channel, Some(position), data);
+    let page = match channel {
+        Channel::Dashboard => {
+            let rows = store.metrics_after(after, limit).await?;
+            rows.iter().map(|row| message(row.id, metric_message(row))).collect()
+        }
+        Channel::Insights | Channel::Alerts => {
+            let alerts = channel == Channel::Alerts;
+            let rows = store.insights_after(after, limit, alerts).await?;
+            let mut page = Vec::with_capacity(rows.len());
+            for (row, status) in &rows {
+                page.push(message(
+                    row.id,
+                    stored_insight_message(row, status.as_deref())?,
+                ));
+            }
+            page
+        }
+        Channel::Anchors => {
+            let rows = store.anchor_events_after(after, limit).await?;
+            rows.into_iter().map(|row| message(row.id, row.data)).collect()
+        }
+    };
+    Ok(page)
 }

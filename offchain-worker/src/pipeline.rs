@@ -20,7 +20,7 @@ use tracing::{debug, error, warn};
 
 use crate::envelope::Envelope;
 use crate::error::WorkerError;
-use crate::hub::{Channel, Hub};
+use crate::hub::{Channel, Hub, NOTIFY_CHANNEL};
 use crate::messages::{self, InsightParts};
 use crate::stats::Stats;
 use crate::storage::{
@@ -240,8 +240,27 @@ impl Pipeline {
         storage::insert_metrics(&mut tx, &mut prepared.metrics).await?;
         let ids = storage::insert_insights(&mut tx, &prepared.insights).await?;
         storage::insert_dead_letters(&mut tx, &prepared.dead_letters).await?;
+        if let Some(payload) = self.announcement(prepared, &ids) {
+            storage::notify(&mut tx, NOTIFY_CHANNEL, &payload).await?;
+        }
         tx.commit().await?;
         Ok(ids)
+    }
+
+    /// What this batch adds to each channel, for the other nodes.
+    fn announcement(&self, prepared: &Prepared, ids: &[i64]) -> Option<String> {
+        let mut ranges = Vec::new();
+        let metric_ids = prepared.metrics.iter().map(|m| m.id);
+        if let (Some(first), Some(last)) = (metric_ids.clone().min(), metric_ids.max()) {
+            ranges.push((Channel::Dashboard, first, last));
+        }
+        if let (Some(first), Some(last)) = (ids.iter().min(), ids.iter().max()) {
+            ranges.push((Channel::Insights, *first, *last));
+        }
+        if ranges.is_empty() {
+            return None;
+        }
+        serde_json::to_string(&self.hub.announcement(ranges)).ok()
     }
 
     /// Keeps the raw messages of a batch the database refused, as dead

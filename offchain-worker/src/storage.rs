@@ -821,3 +821,30 @@ pub enum ReplayTable {
     /// `anchors`: anchoring status changes.
     AnchorEvents,
 }
+
+/// Sends a PostgreSQL notification; inside a transaction it is delivered
+/// when the transaction commits, and not at all if it rolls back.
+pub async fn notify(
+    tx: &mut StoreTx,
+    channel: &str,
+    payload: &str,
+) -> Result<(), WorkerError> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(channel)
+        .bind(payload)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+impl Store {
+    /// Sends a PostgreSQL notification outside any transaction.
+    pub async fn notify(&self, channel: &str, payload: &str) -> Result<(), WorkerError> {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(channel)
+            .bind(payload)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}

@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod cli;
+mod cluster;
 mod end_to_end;
 mod redis_restart;
 mod rpc_errors;

@@ -378,18 +378,48 @@ impl Node {
     }
 
     async fn wait_ready(&self) -> anyhow::Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            let health = self.health().await;
-            if health.is_ok_and(|h| h["services"]["redis"]["up"] == true) {
-                return Ok(());
-            }
-            if let Ok(Some(status)) = self.process.child.try_wait_ref() {
-                bail!("node exited with {status}: {}", self.process.log_text());
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        bail!("node not ready within 60 s; log: {}", self.process.log_text())
+        wait_ready(&self.rpc_url, &self.process).await
+    }
+
+    /// Starts a second node on the same database and chain, subscribed to
+    /// channels of its own.
+    pub async fn start_peer(&self) -> anyhow::Result<Peer> {
+        let channels = Channels::unique();
+        let rpc_port = free_port();
+        let http_port = free_port();
+        let args: Vec<String> = [
+            "run",
+            "--database-url",
+            &self.database.url,
+            "--redis-url",
+            &self.redis_url,
+            "--eth-rpc-url",
+            &self.anvil.url,
+            "--rpc-port",
+            &rpc_port.to_string(),
+            "--ws-port",
+            &http_port.to_string(),
+            "--confirmations",
+            "2",
+            "--user-events-channel",
+            &channels.user,
+            "--system-metrics-channel",
+            &channels.metrics,
+            "--business-events-channel",
+            &channels.business,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let process = spawn_node(&args)?;
+        let rpc_url = format!("http://127.0.0.1:{rpc_port}");
+        wait_ready(&rpc_url, &process).await?;
+        Ok(Peer {
+            process,
+            rpc_url,
+            http_url: format!("http://127.0.0.1:{http_port}"),
+            channels,
+        })
     }
 
     /// `analytics_systemHealth`.
@@ -451,6 +481,33 @@ impl Node {
         );
         Ok((output.status.success(), text))
     }
+}
+
+/// A second node sharing a [`Node`]'s database and chain.
+pub struct Peer {
+    /// The node process.
+    pub process: Process,
+    /// JSON-RPC URL.
+    pub rpc_url: String,
+    /// HTTP URL.
+    pub http_url: String,
+    /// Channels it subscribes to.
+    pub channels: Channels,
+}
+
+async fn wait_ready(rpc_url: &str, process: &Process) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let health = rpc::call(rpc_url, "analytics_systemHealth", json!([])).await;
+        if health.is_ok_and(|h| h["services"]["redis"]["up"] == true) {
+            return Ok(());
+        }
+        if let Ok(Some(status)) = process.child.try_wait_ref() {
+            bail!("node exited with {status}: {}", process.log_text());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    bail!("node not ready within 60 s; log: {}", process.log_text())
 }
 
 fn spawn_node(args: &[String]) -> anyhow::Result<Process> {

@@ -19,7 +19,7 @@ use analytics_primitives::insight::BlockStamp;
 use analytics_primitives::merkle::MerkleTree;
 use anyhow::{bail, Context};
 use insight_anchor::InsightAnchor;
-use offchain_worker::hub::{Channel, Hub};
+use offchain_worker::hub::{Channel, Hub, NOTIFY_CHANNEL};
 use offchain_worker::stats::Stats;
 use offchain_worker::storage::{to_b256, BatchRow, Inclusion, NewBatch, Store};
 use serde_json::json;
@@ -58,12 +58,16 @@ impl AnchorManager {
     pub async fn run(mut self, shutdown: CancellationToken) {
         let tick = Duration::from_millis(self.config.interval_ms.clamp(50, 1000));
         let mut last_batch = Instant::now();
+        let mut lock = AnchorLock::default();
         loop {
             let new_block = tokio::select! {
                 () = shutdown.cancelled() => break,
                 changed = self.heads.changed() => changed.is_ok(),
                 () = tokio::time::sleep(tick) => false,
             };
+            if !lock.hold(&self.store).await {
+                continue;
+            }
             match self.step(new_block, &mut last_batch).await {
                 Ok(()) => {}
                 Err(err) => {
@@ -307,5 +311,65 @@ impl AnchorManager {
             }
         };
         self.hub.publish_at(Channel::Anchors, position, data);
+        if let Some(position) = position {
+            let ranges = vec![(Channel::Anchors, position, position)];
+            let payload = serde_json::to_string(&self.hub.announcement(ranges));
+            if let Ok(payload) = payload {
+                let _ = self.store.notify(NOTIFY_CHANNEL, &payload).await;
+            }
+        }
+    }
+}
+
+/// Key of the PostgreSQL advisory lock that elects the one anchoring node.
+pub const ANCHOR_LOCK_KEY: i64 = 0x616e_6368_6f72;
+
+/// The anchoring lock: a session-level advisory lock on a connection of its
+/// own. When the holder dies its connection closes, PostgreSQL releases
+/// the lock, and a standby node takes it on its next attempt.
+#[derive(Default)]
+struct AnchorLock {
+    connection: Option<sqlx::PgConnection>,
+    standby_logged: bool,
+}
+
+impl AnchorLock {
+    /// Whether this node holds the lock, trying to take it when not.
+    async fn hold(&mut self, store: &Store) -> bool {
+        if let Some(connection) = &mut self.connection {
+            if sqlx::query("SELECT 1").execute(&mut *connection).await.is_ok() {
+                return true;
+            }
+            warn!(target: "chain::anchor", "lost the anchoring lock's connection");
+            self.connection = None;
+        }
+        match Self::try_take(store).await {
+            Ok(Some(connection)) => {
+                info!(target: "chain::anchor", "anchoring lock taken; this node anchors");
+                self.connection = Some(connection);
+                self.standby_logged = false;
+                true
+            }
+            Ok(None) => {
+                if !self.standby_logged {
+                    info!(target: "chain::anchor", "another node anchors; standing by");
+                    self.standby_logged = true;
+                }
+                false
+            }
+            Err(err) => {
+                warn!(target: "chain::anchor", %err, "cannot try the anchoring lock");
+                false
+            }
+        }
+    }
+
+    async fn try_take(store: &Store) -> Result<Option<sqlx::PgConnection>, sqlx::Error> {
+        let mut connection = store.pool().acquire().await?.detach();
+        let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(ANCHOR_LOCK_KEY)
+            .fetch_one(&mut connection)
+            .await?;
+        Ok(taken.then_some(connection))
     }
 }
