@@ -54,7 +54,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(args) => {
-            analytics_node::bench::run(args).map(|()| ExitCode::SUCCESS)
+            analytics_node::bench::run(args).await.map(|()| ExitCode::SUCCESS)
         }
     }
 }

@@ -40,6 +40,10 @@ use crate::state::NodeState;
 
 /// Largest accepted client message, bytes.
 pub const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
+/// Initial read buffer of a connection, bytes.
+const READ_BUFFER: usize = 4 * 1024;
+/// Most bytes a connection may hold unwritten before a write fails.
+const MAX_WRITE_BUFFER: usize = 4 * 1024 * 1024;
 /// Most points in one `historical_data` answer.
 pub const MAX_HISTORY: i64 = 1000;
 /// Close code for refused connections (RFC 6455 "try again later").
@@ -74,8 +78,16 @@ pub struct WsHub {
 
 struct Client {
     channels: HashSet<Channel>,
-    queue: mpsc::Sender<Arc<HubMessage>>,
+    queue: mpsc::Sender<Outgoing>,
     too_slow: CancellationToken,
+}
+
+/// A broadcast serialised once for all connections.
+#[derive(Clone)]
+struct Outgoing {
+    channel: Channel,
+    position: Option<i64>,
+    text: Utf8Bytes,
 }
 
 impl WsHub {
@@ -115,6 +127,7 @@ impl WsHub {
     }
 
     fn deliver(&self, message: &Arc<HubMessage>) {
+        let mut text = None;
         let mut clients = self.clients();
         for client in clients.values_mut() {
             if !client.channels.contains(&message.channel)
@@ -122,9 +135,23 @@ impl WsHub {
             {
                 continue;
             }
-            if client.queue.try_send(message.clone()).is_err() {
+            let Some(text) = text.get_or_insert_with(|| serialize(message)).clone() else {
+                return;
+            };
+            let outgoing = Outgoing { channel: message.channel, position: message.position, text };
+            if client.queue.try_send(outgoing).is_err() {
                 client.too_slow.cancel();
             }
+        }
+    }
+}
+
+fn serialize(message: &HubMessage) -> Option<Utf8Bytes> {
+    match serde_json::to_string(message) {
+        Ok(text) => Some(text.into()),
+        Err(err) => {
+            warn!(target: "ws", %err, "broadcast not serialisable");
+            None
         }
     }
 }
@@ -134,7 +161,12 @@ pub async fn upgrade(
     ws: WebSocketUpgrade,
     State(state): State<Arc<NodeState>>,
 ) -> Response {
+    // Small buffers keep an idle connection cheap; writes go straight to
+    // the socket, whose own buffer absorbs bursts.
     ws.max_message_size(MAX_CLIENT_MESSAGE)
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0)
+        .max_write_buffer_size(MAX_WRITE_BUFFER)
         .on_upgrade(move |socket| session(socket, state))
 }
 
@@ -209,7 +241,7 @@ struct Connection {
 impl Connection {
     async fn serve(
         &mut self,
-        mut queue: mpsc::Receiver<Arc<HubMessage>>,
+        mut queue: mpsc::Receiver<Outgoing>,
         too_slow: CancellationToken,
     ) -> End {
         let settings = self.state.ws.settings.clone();
@@ -233,8 +265,8 @@ impl Connection {
                 },
                 message = queue.recv() => {
                     let Some(message) = message else { return End::ClientClosed };
-                    if self.already_sent(&message) { continue; }
-                    match self.write(&message).await {
+                    if self.already_sent(message.channel, message.position) { continue; }
+                    match self.write_timed(Message::Text(message.text)).await {
                         Ok(()) => {}
                         Err(WriteError::TimedOut) => return End::TooSlow,
                         Err(WriteError::Failed) => return End::WriteFailed,
@@ -252,9 +284,9 @@ impl Connection {
         }
     }
 
-    fn already_sent(&self, message: &HubMessage) -> bool {
-        let floor = self.floors.get(&message.channel);
-        matches!((message.position, floor), (Some(p), Some(f)) if p <= *f)
+    fn already_sent(&self, channel: Channel, position: Option<i64>) -> bool {
+        let floor = self.floors.get(&channel);
+        matches!((position, floor), (Some(p), Some(f)) if p <= *f)
     }
 
     async fn drop_slow(&mut self) -> End {

@@ -239,6 +239,12 @@ impl Store {
         Ok(Self { pool })
     }
 
+    /// A pool that connects on first use.
+    pub fn connect_lazy(url: &str, max_connections: u32) -> Result<Self, WorkerError> {
+        let pool = PgPoolOptions::new().max_connections(max_connections).connect_lazy(url)?;
+        Ok(Self { pool })
+    }
+
     /// The underlying pool.
     pub fn pool(&self) -> &PgPool {
         &self.pool

@@ -3,9 +3,11 @@
 //! - [`nab`]: scores a detector on a directory in the Numenta Anomaly
 //!   Benchmark layout; [`corpus`] reads it and [`score`] applies NAB's
 //!   scoring rules;
-//! - [`throughput`]: samples per second through a detector on one thread.
+//! - [`throughput`]: samples per second through a detector on one thread;
+//! - [`fanout`]: WebSocket broadcast latency, losses and memory per client.
 
 pub mod corpus;
+pub mod fanout;
 pub mod nab;
 pub mod score;
 pub mod throughput;
@@ -27,11 +29,18 @@ pub enum BenchCommand {
     Nab(nab::NabArgs),
     /// Samples per second through a detector on one thread.
     Throughput(throughput::ThroughputArgs),
+    /// WebSocket broadcast fan-out: latency, losses and memory per client.
+    Fanout(fanout::FanoutArgs),
+    /// The client side of `fanout`, started by it.
+    #[command(hide = true)]
+    FanoutClients(fanout::FanoutClientArgs),
 }
 
 /// Runs the chosen benchmark and prints its report on standard output.
-pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.command {
+        BenchCommand::Fanout(args) => fanout::run(&args).await,
+        BenchCommand::FanoutClients(args) => fanout::clients(&args).await,
         BenchCommand::Nab(args) => nab::run(&args),
         BenchCommand::Throughput(args) => throughput::run(&args),
     }

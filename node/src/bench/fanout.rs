@@ -1,0 +1,318 @@
+//! `bench fanout`: WebSocket broadcast fan-out. The node's `/analytics`
+//! endpoint runs in this process and broadcasts at a fixed rate; a child
+//! process (`bench fanout-clients`) holds N subscribed connections and
+//! measures, per delivery, the time from broadcast to receipt. Reported:
+//! delivery latency p50 / p99 / max, messages lost by clients that kept up,
+//! clients dropped, and the server's memory per idle connection.
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use futures::{SinkExt, StreamExt};
+use offchain_worker::hub::{Channel, Hub};
+use offchain_worker::stats::Stats;
+use offchain_worker::storage::Store;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::state::NodeState;
+use crate::ws::{WsHub, WsSettings};
+
+/// Options of `bench fanout`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct FanoutArgs {
+    /// Concurrent WebSocket clients; several values run one after another.
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
+    pub clients: Vec<usize>,
+    /// Broadcasts per second.
+    #[arg(long, default_value_t = 100)]
+    pub rate: u32,
+    /// Seconds of broadcasting per run.
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+}
+
+/// Options of the client process (started by `bench fanout`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct FanoutClientArgs {
+    /// The endpoint, `ws://host:port/analytics`.
+    #[arg(long)]
+    pub url: String,
+    /// Connections to hold.
+    #[arg(long)]
+    pub clients: usize,
+}
+
+/// What the client process reports.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct ClientReport {
+    connected: usize,
+    dropped: usize,
+    expected: u64,
+    received: u64,
+    lost_by_live_clients: u64,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+}
+
+/// Runs the benchmark and prints a table.
+pub async fn run(args: &FanoutArgs) -> anyhow::Result<()> {
+    println!("fan-out: {} broadcasts/s for {} s per run", args.rate, args.seconds);
+    println!(
+        "{:>8} {:>9} {:>8} {:>8} {:>8} {:>9} {:>8} {:>12}",
+        "clients", "delivered", "p50 ms", "p99 ms", "max ms", "lost", "dropped", "bytes/conn"
+    );
+    for &clients in &args.clients {
+        let (report, per_connection) = run_once(clients, args).await?;
+        println!(
+            "{:>8} {:>9} {:>8.2} {:>8.2} {:>8.2} {:>9} {:>8} {:>12.0}",
+            report.connected,
+            report.received,
+            report.p50_ms,
+            report.p99_ms,
+            report.max_ms,
+            report.lost_by_live_clients,
+            report.dropped,
+            per_connection
+        );
+    }
+    Ok(())
+}
+
+async fn run_once(clients: usize, args: &FanoutArgs) -> anyhow::Result<(ClientReport, f64)> {
+    let shutdown = CancellationToken::new();
+    let (state, addr) = serve(clients, shutdown.clone()).await?;
+    let baseline = resident_bytes();
+
+    let exe = std::env::current_exe()?;
+    let mut child = tokio::process::Command::new(exe)
+        .args(["bench", "fanout-clients", "--url", &format!("ws://{addr}/analytics")])
+        .args(["--clients", &clients.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting the client process")?;
+    let stdout = child.stdout.take().context("client stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let ready = lines.next_line().await?.context("client process ended early")?;
+    if ready.trim() != "ready" {
+        bail!("client process said {ready:?}");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let connections = state.connections.load(Ordering::Relaxed).max(1);
+    let per_connection = resident_bytes().saturating_sub(baseline) as f64 / connections as f64;
+
+    broadcast(&state.hub, args.rate, args.seconds).await;
+    let mut stdin = child.stdin.take().context("client stdin")?;
+    let total = u64::from(args.rate) * args.seconds;
+    stdin.write_all(format!("done {total}\n").as_bytes()).await?;
+    let line = lines.next_line().await?.context("no report from the client process")?;
+    let report: ClientReport = serde_json::from_str(&line)?;
+    let _ = child.wait().await;
+    shutdown.cancel();
+    Ok((report, per_connection))
+}
+
+async fn serve(clients: usize, shutdown: CancellationToken) -> anyhow::Result<(Arc<NodeState>, SocketAddr)> {
+    // Only the WebSocket endpoint is exercised: storage and chain are never
+    // touched, so they are set up without connecting.
+    let store = Store::connect_lazy("postgresql://bench@127.0.0.1:1/none", 1)?;
+    let chain = crate::chain::read_provider("http://127.0.0.1:1")?;
+    let settings = WsSettings {
+        max_connections: clients as u64 + 10,
+        queue_capacity: 1024,
+        heartbeat: Duration::from_secs(30),
+        write_timeout: Duration::from_secs(5),
+        max_resume: 0,
+    };
+    let (_, heads) = watch::channel(None);
+    let state = Arc::new(NodeState {
+        store,
+        hub: Hub::new(),
+        stats: Arc::new(Stats::default()),
+        heads,
+        chain,
+        contract: Default::default(),
+        chain_id: 0,
+        redis_enabled: false,
+        connections: AtomicU64::new(0),
+        ws: WsHub::new(settings),
+        started: Instant::now(),
+        public: crate::state::PublicInfo::new("http://127.0.0.1:1"),
+    });
+    tokio::spawn(state.ws.clone().dispatch(state.hub.subscribe(), shutdown.clone()));
+    let addr = SocketAddr::from(([127, 0, 0, 1], 0));
+    let (addr, _task) = crate::http::serve(state.clone(), addr, shutdown).await?;
+    Ok((state, addr))
+}
+
+async fn broadcast(hub: &Hub, rate: u32, seconds: u64) {
+    let total = u64::from(rate) * seconds;
+    let started = Instant::now();
+    for seq in 0..total {
+        let due = Duration::from_secs_f64(seq as f64 / f64::from(rate));
+        if let Some(wait) = due.checked_sub(started.elapsed()) {
+            tokio::time::sleep(wait).await;
+        }
+        let data = json!({ "seq": seq, "sent_ns": now_ns(), "metric": "bench", "value": 1.0 });
+        hub.publish(Channel::Dashboard, data);
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+}
+
+fn now_ns() -> u128 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    now.map(|d| d.as_nanos()).unwrap_or(0)
+}
+
+fn resident_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap_or("");
+    let kib: u64 = line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0);
+    kib * 1024
+}
+
+/// One client's tally.
+#[derive(Default)]
+struct Tally {
+    latencies_us: Vec<u32>,
+    dropped: bool,
+}
+
+/// The client process: holds the connections, then reports.
+pub async fn clients(args: &FanoutClientArgs) -> anyhow::Result<()> {
+    let mut tasks = Vec::with_capacity(args.clients);
+    let stop = CancellationToken::new();
+    let gate = Arc::new(tokio::sync::Semaphore::new(256));
+    for _ in 0..args.clients {
+        let (url, stop, gate) = (args.url.clone(), stop.clone(), gate.clone());
+        tasks.push(tokio::spawn(async move { follow(url, stop, gate).await }));
+    }
+    while gate.available_permits() < 256 || !connected_all(&tasks) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if tasks.iter().all(|t| t.is_finished()) {
+            break;
+        }
+    }
+    let mut out = tokio::io::stdout();
+    out.write_all(b"ready\n").await?;
+    out.flush().await?;
+
+    let mut input = BufReader::new(tokio::io::stdin()).lines();
+    let line = input.next_line().await?.unwrap_or_default();
+    let total: u64 = line.trim_start_matches("done").trim().parse().unwrap_or(0);
+    stop.cancel();
+    let mut tallies = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        let tally = match task.await {
+            Ok(Ok(tally)) => tally,
+            // A client that failed to connect or crashed counts as dropped.
+            _ => Tally { dropped: true, ..Tally::default() },
+        };
+        tallies.push(tally);
+    }
+    let report = summarise(tallies, total);
+    out.write_all(format!("{}\n", serde_json::to_string(&report)?).as_bytes()).await?;
+    out.flush().await?;
+    Ok(())
+}
+
+static CONNECTED: AtomicU64 = AtomicU64::new(0);
+
+fn connected_all(tasks: &[tokio::task::JoinHandle<anyhow::Result<Tally>>]) -> bool {
+    CONNECTED.load(Ordering::Relaxed) as usize >= tasks.len()
+}
+
+async fn follow(
+    url: String,
+    stop: CancellationToken,
+    gate: Arc<tokio::sync::Semaphore>,
+) -> anyhow::Result<Tally> {
+    let permit = gate.acquire_owned().await?;
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await?;
+    let subscribe = json!({ "type": "subscribe", "channels": ["dashboard"] }).to_string();
+    socket.send(subscribe.into()).await?;
+    CONNECTED.fetch_add(1, Ordering::Relaxed);
+    drop(permit);
+
+    let mut tally = Tally::default();
+    loop {
+        let message = tokio::select! {
+            () = stop.cancelled() => return Ok(tally),
+            message = socket.next() => message,
+        };
+        let Some(Ok(message)) = message else {
+            tally.dropped = true;
+            return Ok(tally);
+        };
+        let Ok(text) = message.to_text() else { continue };
+        let Some(sent) = field(text, "\"sent_ns\":") else { continue };
+        let latency = now_ns().saturating_sub(u128::from(sent)) / 1000;
+        tally.latencies_us.push(u32::try_from(latency).unwrap_or(u32::MAX));
+    }
+}
+
+/// Reads the unsigned integer after `key` without parsing the whole text.
+fn field(text: &str, key: &str) -> Option<u64> {
+    let start = text.find(key)? + key.len();
+    let digits: String = text[start..].chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// Totals over all clients; `expected` is the number of broadcasts sent.
+fn summarise(tallies: Vec<Tally>, expected: u64) -> ClientReport {
+    let mut all: Vec<u32> = Vec::new();
+    let mut report = ClientReport { connected: tallies.len(), expected, ..ClientReport::default() };
+    for tally in &tallies {
+        report.received += tally.latencies_us.len() as u64;
+        if tally.dropped {
+            report.dropped += 1;
+        } else {
+            report.lost_by_live_clients += expected.saturating_sub(tally.latencies_us.len() as u64);
+        }
+        all.extend_from_slice(&tally.latencies_us);
+    }
+    all.sort_unstable();
+    let pick = |q: f64| {
+        let index = ((all.len() as f64 - 1.0) * q).round() as usize;
+        all.get(index).map_or(0.0, |us| f64::from(*us) / 1000.0)
+    };
+    report.p50_ms = pick(0.5);
+    report.p99_ms = pick(0.99);
+    report.max_ms = pick(1.0);
+    report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_integer_fields_in_place() {
+        let text = r#"{"type":"dashboard_update","data":{"seq":42,"sent_ns":123456}}"#;
+        assert_eq!(field(text, "\"seq\":"), Some(42));
+        assert_eq!(field(text, "\"sent_ns\":"), Some(123_456));
+        assert_eq!(field(text, "\"missing\":"), None);
+    }
+
+    #[test]
+    fn counts_losses_only_for_clients_that_stayed() {
+        let kept = Tally { latencies_us: vec![1000; 10], dropped: false };
+        let gap = Tally { latencies_us: vec![2000; 8], dropped: false };
+        let dropped = Tally { latencies_us: vec![], dropped: true };
+        let report = summarise(vec![kept, gap, dropped], 10);
+        assert_eq!(report.expected, 10);
+        assert_eq!(report.lost_by_live_clients, 2);
+        assert_eq!(report.dropped, 1);
+        assert_eq!(report.received, 18);
+    }
+}
