@@ -230,7 +230,8 @@ mod tests {
     #[test]
     fn hand_computed_file_scores() {
         // (detections, profile, raw, hits, misses, false positives)
-        let cases: [(&[usize], Costs, f64, usize, usize, usize); 9] = [
+        type Case = (&'static [usize], Costs, f64, usize, usize, usize);
+        let cases: [Case; 9] = [
             (&[20], STANDARD, 1.0, 1, 0, 0),
             (&[20, 21, 29], STANDARD, 1.0, 1, 0, 0),
             (&[25], STANDARD, 0.848_283_6 / 0.986_614_3, 1, 0, 0),

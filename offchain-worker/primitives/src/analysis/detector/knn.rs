@@ -8,13 +8,15 @@
 //! Shapes a series has shown before, such as a daily cycle, are not new;
 //! a jump, a flat stretch or a changed cycle is.
 
+use std::collections::VecDeque;
+
 use super::stats::Ring;
 use super::{squash, Detector};
 
 /// Settings of [`KnnDetector`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct KnnConfig {
-    /// Block means per picture. Default 8.
+    /// Block means per picture. Default 5.
     pub blocks: usize,
     /// Samples per block. Default 4.
     pub block: usize,
@@ -31,7 +33,7 @@ pub struct KnnConfig {
 
 impl Default for KnnConfig {
     fn default() -> Self {
-        Self { blocks: 8, block: 4, memory: 1024, stride: 2, warm_up: 150, scale: 0.05 }
+        Self { blocks: 5, block: 4, memory: 1024, stride: 2, warm_up: 150, scale: 0.05 }
     }
 }
 
@@ -42,7 +44,7 @@ pub struct KnnDetector {
     /// Recent samples, enough for one picture.
     recent: Ring,
     /// Pictures waiting until they no longer overlap the current one.
-    pending: Vec<Vec<f64>>,
+    pending: VecDeque<Vec<f64>>,
     /// Remembered pictures, `blocks` numbers each, in a ring.
     memory: Vec<f64>,
     stored: usize,
@@ -71,7 +73,7 @@ impl KnnDetector {
         };
         Self {
             recent: Ring::new(config.blocks * config.block),
-            pending: Vec::new(),
+            pending: VecDeque::new(),
             memory: vec![0.0; config.memory * config.blocks],
             stored: 0,
             next: 0,
@@ -116,12 +118,12 @@ impl KnnDetector {
 
     fn remember(&mut self) {
         let lag = self.recent.len();
-        if self.seen % self.config.stride == 0 {
-            self.pending.push(self.picture.clone());
+        if self.seen.is_multiple_of(self.config.stride) {
+            self.pending.push_back(self.picture.clone());
         }
         // A picture joins the memory once a whole picture has passed.
         if self.pending.len() * self.config.stride > lag {
-            let picture = self.pending.remove(0);
+            let picture = self.pending.pop_front().expect("the queue is not empty");
             let blocks = self.config.blocks;
             let slot = self.next * blocks;
             self.memory[slot..slot + blocks].copy_from_slice(&picture);

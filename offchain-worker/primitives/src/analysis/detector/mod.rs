@@ -5,6 +5,12 @@
 //! use only IEEE basic operations and `sqrt`, so their scores are the same
 //! bit for bit on every platform.
 //!
+//! Named detectors ([`NAMES`], built by [`by_name`]):
+//! - `combo` (the default): the larger of two `knn-rel` detectors, one on
+//!   blocks of 4 samples and one on blocks of 16;
+//! - `knn-rel`: [`knn`] novelty post-processed by [`relative`];
+//! - `knn`, `record`, `robust`: the building blocks alone.
+//!
 //! Layout:
 //! - [`robust`]: the rolling median/MAD detector of the baseline analyser,
 //!   scored on its alarms;
@@ -12,7 +18,9 @@
 //!   moments, Holt smoothing);
 //! - [`knn`]: novelty of the recent shape against remembered shapes;
 //! - [`record`]: robust deviations of values, differences and forecast
-//!   residuals, scored by how far they beat their own past record.
+//!   residuals, scored by how far they beat their own past record;
+//! - [`relative`]: a score relative to the series' own decaying record,
+//!   muted for a while after each alarm.
 
 pub mod knn;
 pub mod record;
@@ -29,19 +37,94 @@ pub trait Detector: Send {
 }
 
 /// Names accepted by [`by_name`], the default first.
-pub const NAMES: [&str; 4] = ["knn-rel", "knn", "record", "robust"];
+pub const NAMES: [&str; 5] = ["combo", "knn-rel", "knn", "record", "robust"];
 
-/// A fresh detector with the global settings of that name.
-pub fn by_name(name: &str) -> Option<Box<dyn Detector>> {
-    match name {
-        "knn-rel" => {
-            let knn = knn::KnnDetector::default();
-            Some(Box::new(relative::Relative::new(knn, 0.9995, 0.1)))
+/// A fresh detector from a specification: a name from [`NAMES`],
+/// optionally followed by `@key=value,...` overrides of its numeric
+/// settings (`knn@blocks=6,scale=0.1`). `None` for an unknown name or key
+/// or an unreadable value.
+pub fn by_name(spec: &str) -> Option<Box<dyn Detector>> {
+    let (name, overrides) = spec.split_once('@').unwrap_or((spec, ""));
+    let mut settings = Settings::default();
+    for pair in overrides.split(',').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=')?;
+        settings.set(key.trim(), value.trim().parse().ok()?)?;
+    }
+    settings.build(name)
+}
+
+/// Decay per sample of the record of `knn-rel` and `combo`.
+const DECAY: f64 = 0.9995;
+/// Least record (a strength) of `knn-rel` and `combo`.
+const FLOOR: f64 = 0.1;
+/// Samples muted after an alarm of `knn-rel` and `combo`.
+const HOLD: usize = 300;
+/// Samples per block of the coarse picture of `combo`.
+const COARSE_BLOCK: usize = 16;
+
+/// The tunable numbers of the named detectors.
+#[derive(Debug, Clone, Copy, Default)]
+struct Settings {
+    knn: knn::KnnConfig,
+    decay: Option<f64>,
+    floor: Option<f64>,
+    smooth: Option<usize>,
+    hold: Option<usize>,
+    /// Samples per block of the second, coarser picture of `combo`.
+    coarse: Option<usize>,
+}
+
+impl Settings {
+    fn set(&mut self, key: &str, value: f64) -> Option<()> {
+        let count = value as usize;
+        match key {
+            "blocks" => self.knn.blocks = count,
+            "block" => self.knn.block = count,
+            "memory" => self.knn.memory = count,
+            "stride" => self.knn.stride = count,
+            "warm_up" => self.knn.warm_up = count,
+            "scale" => self.knn.scale = value,
+            "decay" => self.decay = Some(value),
+            "floor" => self.floor = Some(value),
+            "smooth" => self.smooth = Some(count),
+            "hold" => self.hold = Some(count),
+            "coarse" => self.coarse = Some(count),
+            _ => return None,
         }
-        "knn" => Some(Box::new(knn::KnnDetector::default())),
-        "record" => Some(Box::new(record::RecordDetector::default())),
-        "robust" => Some(Box::new(robust::RobustScorer::default())),
-        _ => None,
+        Some(())
+    }
+
+    fn build(self, name: &str) -> Option<Box<dyn Detector>> {
+        let decay = self.decay.unwrap_or(DECAY);
+        let floor = self.floor.unwrap_or(FLOOR);
+        match name {
+            "knn-rel" => {
+                let knn = knn::KnnDetector::new(self.knn);
+                let smooth = self.smooth.unwrap_or(1);
+                let hold = self.hold.unwrap_or(HOLD);
+                Some(Box::new(relative::Relative::new(knn, decay, floor, smooth, hold)))
+            }
+            "knn" => Some(Box::new(knn::KnnDetector::new(self.knn))),
+            "combo" => {
+                let fine = self.build("knn-rel")?;
+                let mut coarse = self;
+                coarse.knn.block = self.coarse.unwrap_or(COARSE_BLOCK);
+                Some(Box::new(Max(fine, coarse.build("knn-rel")?)))
+            }
+            "record" => Some(Box::new(record::RecordDetector::default())),
+            "robust" => Some(Box::new(robust::RobustScorer::default())),
+            _ => None,
+        }
+    }
+}
+
+/// The larger score of two detectors.
+struct Max(Box<dyn Detector>, Box<dyn Detector>);
+
+impl Detector for Max {
+    fn score(&mut self, timestamp_ms: i64, value: f64) -> f64 {
+        let a = self.0.score(timestamp_ms, value);
+        a.max(self.1.score(timestamp_ms, value))
     }
 }
 
@@ -53,5 +136,91 @@ pub(crate) fn squash(x: f64) -> f64 {
         1.0
     } else {
         x / (1.0 + x)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::testkit::Noise;
+
+    fn scores(spec: &str, values: &[f64]) -> Vec<f64> {
+        let mut detector = by_name(spec).unwrap();
+        let times = (0..).map(|i| i * 60_000);
+        times.zip(values).map(|(t, &v)| detector.score(t, v)).collect()
+    }
+
+    fn noisy(len: usize, seed: u64) -> Vec<f64> {
+        let mut noise = Noise::new(seed);
+        (0..len).map(|_| 50.0 + noise.normal()).collect()
+    }
+
+    #[test]
+    fn names_and_overrides_are_checked() {
+        // (spec, accepted)
+        let cases = [
+            ("knn", true),
+            ("knn@blocks=4,scale=0.1", true),
+            ("knn-rel@decay=0.999", true),
+            ("knn@colour=3", false),
+            ("knn@blocks=x", false),
+            ("nope", false),
+        ];
+        for (spec, accepted) in cases {
+            assert_eq!(by_name(spec).is_some(), accepted, "{spec}");
+        }
+        assert!(NAMES.iter().all(|name| by_name(name).is_some()));
+    }
+
+    #[test]
+    fn scores_are_in_range_for_any_input() {
+        let mut series = noisy(600, 1);
+        series.extend([f64::NAN, f64::INFINITY, 1e300, -f64::MAX, 5e-324, 0.0]);
+        series.extend(noisy(100, 2).iter().map(|x| x * 1e-300));
+        series.extend([f64::MAX; 50]);
+        for name in NAMES {
+            let all = scores(name, &series);
+            assert!(all.iter().all(|s| (0.0..=1.0).contains(s)), "{name}: {all:?}");
+            assert_eq!(all[600], 0.0, "{name}: NaN scores 0");
+        }
+    }
+
+    #[test]
+    fn a_flat_line_never_scores() {
+        for level in [0.0, 7.5, -1e300, 1e-300] {
+            for name in NAMES {
+                let all = scores(name, &[level; 1000]);
+                assert!(all.iter().all(|&s| s == 0.0), "{name} at {level}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_jump_scores_above_everything_before_it() {
+        // (detector, jump size in noise deviations)
+        let cases =
+            [("knn-rel", 10.0), ("knn", 10.0), ("record", 10.0), ("robust", 10.0)];
+        for (name, jump) in cases {
+            let mut series = noisy(1500, 3);
+            series[1000..].iter_mut().for_each(|x| *x += jump);
+            let all = scores(name, &series);
+            let before = all[300..1000].iter().copied().fold(0.0, f64::max);
+            let at = all[1000..1010].iter().copied().fold(0.0, f64::max);
+            assert!(at > before, "{name}: {at} <= {before}");
+        }
+    }
+
+    #[test]
+    fn the_same_series_gives_the_same_scores_bit_for_bit() {
+        let mut series = noisy(3000, 9);
+        series[2000] += 30.0;
+        for name in NAMES {
+            let bits = |s: Vec<f64>| s.into_iter().map(f64::to_bits).collect::<Vec<_>>();
+            assert_eq!(
+                bits(scores(name, &series)),
+                bits(scores(name, &series)),
+                "{name}"
+            );
+        }
     }
 }

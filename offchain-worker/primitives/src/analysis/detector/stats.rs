@@ -139,7 +139,7 @@ impl Holt {
 
     /// The forecast `steps` samples ahead; `None` before two samples.
     pub fn forecast(&self, steps: f64) -> Option<f64> {
-        (self.seen >= 2).then(|| self.level + steps * self.trend)
+        (self.seen >= 2).then_some(self.level + steps * self.trend)
     }
 
     /// Learns the next sample.
