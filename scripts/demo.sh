@@ -65,6 +65,7 @@ LIMIT_ARGS=()
 
 echo "==> waiting for the first insight to be final"
 PROOF="$STATE/proof.json"
+rm -f "$PROOF"
 for _ in $(seq 1 120); do
     if rpc analytics_getInsightProof '[1]' >"$STATE/answer.json" 2>/dev/null \
         && python3 - "$STATE/answer.json" "$PROOF" <<'PY'

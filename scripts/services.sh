@@ -2,6 +2,8 @@
 # Local services for the analytics node: PostgreSQL, Redis and anvil, all on loopback.
 #
 #   scripts/services.sh [up]   install what is missing, reuse what already runs, start the rest
+#                              (also Node.js, contracts/node_modules and Debian's Chromium,
+#                              which the dashboard's browser test drives)
 #   scripts/services.sh down   stop what this script started (by its pid files), nothing else
 #   scripts/services.sh status print each service, up or down, with its address
 #   scripts/services.sh env    print export lines: eval "$(scripts/services.sh env)"
@@ -534,6 +536,24 @@ up_contracts() {
 }
 
 # ---------------------------------------------------------------------------
+# Chromium, driven headless by the dashboard test (tests/js/dashboard-check.mjs)
+
+CHROMIUM_BIN=/usr/bin/chromium
+
+up_chromium() {
+    local acts="" version
+    if [[ ! -x "$CHROMIUM_BIN" ]]; then
+        apt_install chromium
+        [[ -x "$CHROMIUM_BIN" ]] || die "apt-get installed chromium but $CHROMIUM_BIN is missing"
+        add_action acts "installed"
+    else
+        add_action acts "reused"
+    fi
+    version="$("$CHROMIUM_BIN" --version 2>/dev/null | head -n 1)" || version=""
+    report chromium "$acts" "$CHROMIUM_BIN${version:+ ($version)}"
+}
+
+# ---------------------------------------------------------------------------
 # subcommands
 
 cmd_up() {
@@ -543,6 +563,7 @@ cmd_up() {
     up_redis
     up_anvil
     up_contracts
+    up_chromium
 }
 
 cmd_down() {
@@ -597,6 +618,6 @@ case "${1:-up}" in
     down) cmd_down ;;
     status) cmd_status ;;
     env) cmd_env ;;
-    -h | --help | help) sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' ;;
+    -h | --help | help) sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' ;;
     *) die "unknown subcommand '$1' (use up, down, status or env)" ;;
 esac

@@ -14,7 +14,13 @@ use crate::verify::VerifyArgs;
 #[command(name = "analytics-node", version, about)]
 pub struct Cli {
     /// Log JSON lines instead of text.
-    #[arg(long, global = true, env = "ANALYTICS_LOG_JSON")]
+    #[arg(
+        long,
+        global = true,
+        env = "ANALYTICS_LOG_JSON",
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
     pub log_json: bool,
     /// What to do.
     #[command(subcommand)]

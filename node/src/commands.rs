@@ -24,7 +24,7 @@ use crate::chain::anchor::AnchorManager;
 use crate::chain::heads::HeadFollower;
 use crate::cli::RunArgs;
 use crate::config::{Config, ANVIL_CHAIN_ID};
-use crate::state::NodeState;
+use crate::state::{NodeState, PublicInfo};
 
 /// How long start-up waits for PostgreSQL before giving up.
 const DATABASE_WAIT: Duration = Duration::from_secs(30);
@@ -52,6 +52,8 @@ pub async fn deploy(args: RunArgs) -> anyhow::Result<()> {
 /// `run`: the node, until SIGINT or SIGTERM.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let config = args.config()?;
+    // Bind first: a taken port fails start-up before anything is changed.
+    let (rpc_listener, http_listener) = bind_listeners(&config)?;
     let store = connect_store(&config).await?;
     store.migrate().await.context("applying migrations")?;
 
@@ -80,6 +82,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         connections: AtomicU64::new(0),
         ws: crate::ws::WsHub::new(config.ws_settings()),
         started: Instant::now(),
+        public: PublicInfo::new(&config.chain.rpc_url),
     });
     tasks.spawn(crate::relay::run(
         state.store.clone(),
@@ -95,6 +98,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             store,
             provider: signer,
             contract,
+            anchorer,
             chain_id,
             heads,
             config: config.anchor.clone(),
@@ -105,17 +109,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .run(shutdown.clone()),
     );
 
-    let ip = config.server.bind_ip()?;
-    let rpc_addr = SocketAddr::new(ip, config.server.rpc_port);
     let (rpc_local, rpc_handle) =
-        crate::rpc::server::start(state.clone(), &config.server, rpc_addr)
-            .await
-            .with_context(|| format!("cannot listen for JSON-RPC on {rpc_addr}"))?;
-    let http_addr = SocketAddr::new(ip, config.server.ws_port);
+        crate::rpc::server::start(state.clone(), &config.server, rpc_listener).await?;
+    state.public.set_rpc_addr(rpc_local);
     let (http_local, http_task) =
-        crate::http::serve(state.clone(), http_addr, shutdown.clone())
-            .await
-            .with_context(|| format!("cannot listen for HTTP on {http_addr}"))?;
+        crate::http::serve_on(state.clone(), http_listener, shutdown.clone())?;
     info!(target: "node", rpc = %format!("http://{rpc_local}"), http = %format!("http://{http_local}"), "node ready");
 
     wait_for_signal().await;
@@ -167,6 +165,21 @@ fn spawn_worker(
         tasks.spawn(source.run(sender, intake.clone()));
     }
     Ok(())
+}
+
+fn bind_listeners(
+    config: &Config,
+) -> anyhow::Result<(std::net::TcpListener, std::net::TcpListener)> {
+    let ip = config.server.bind_ip()?;
+    let rpc_addr = SocketAddr::new(ip, config.server.rpc_port);
+    let rpc = std::net::TcpListener::bind(rpc_addr).with_context(|| {
+        format!("config field `server.rpc_port`: cannot listen on {rpc_addr}")
+    })?;
+    let http_addr = SocketAddr::new(ip, config.server.ws_port);
+    let http = std::net::TcpListener::bind(http_addr).with_context(|| {
+        format!("config field `server.ws_port`: cannot listen on {http_addr}")
+    })?;
+    Ok((rpc, http))
 }
 
 async fn connect_store(config: &Config) -> anyhow::Result<Store> {

@@ -313,8 +313,12 @@ impl Config {
         let deserializer = toml::Deserializer::new(text);
         serde_path_to_error::deserialize(deserializer).map_err(|e| {
             let field = e.path().to_string();
-            let reason = e.into_inner().message().trim().to_owned();
-            ConfigError::new(field, reason)
+            let inner = e.into_inner();
+            if field == "." {
+                // Not about one field: a syntax error, with line and column.
+                return ConfigError::new("--config", inner.to_string().trim());
+            }
+            ConfigError::new(field, inner.message().trim())
         })
     }
 
@@ -348,6 +352,18 @@ impl Config {
         }
         positive("server.rpc_max_connections", self.server.rpc_max_connections.into())?;
         positive("server.rpc_max_batch", self.server.rpc_max_batch.into())?;
+        positive(
+            "server.rpc_max_subscriptions",
+            self.server.rpc_max_subscriptions.into(),
+        )?;
+        positive(
+            "server.rpc_max_request_bytes",
+            self.server.rpc_max_request_bytes.into(),
+        )?;
+        positive(
+            "server.rpc_max_response_bytes",
+            self.server.rpc_max_response_bytes.into(),
+        )?;
         positive("server.ws_max_connections", self.server.ws_max_connections)?;
         positive("server.ws_queue_capacity", self.server.ws_queue_capacity as u64)?;
         positive("server.ws_heartbeat_secs", self.server.ws_heartbeat_secs)?;

@@ -10,10 +10,14 @@ use offchain_worker::stats::Stats;
 use serde_json::json;
 use time::OffsetDateTime;
 
-use crate::rpc::views::{HealthView, ServiceStatus, Services, SinceStart, Totals};
+use crate::rpc::views::{
+    AnchoringStatus, HealthView, ServiceStatus, Services, SinceStart, Totals,
+};
 use crate::state::NodeState;
 
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Failed anchoring steps in a row after which health reports failing.
+const FAILING_AFTER: u64 = 3;
 
 /// Builds health reports from the node state.
 pub struct HealthProbe<'a> {
@@ -44,7 +48,9 @@ impl<'a> HealthProbe<'a> {
         } else {
             (Totals::default(), 0)
         };
-        let all_up = services.postgres.up
+        let anchoring = self.anchoring();
+        let all_up = anchoring.status == "ok"
+            && services.postgres.up
             && services.chain.up
             && (services.redis.up || !self.state.redis_enabled);
         let (memory_bytes, cpu_percent) = process_usage();
@@ -61,6 +67,20 @@ impl<'a> HealthProbe<'a> {
             cpu_percent,
             services,
             chain_head: head.map(|h| json!(h)),
+            anchoring,
+        }
+    }
+
+    fn anchoring(&self) -> AnchoringStatus {
+        let stats = &self.state.stats;
+        let failures = Stats::get(&stats.anchor_failures);
+        let failing = failures >= FAILING_AFTER;
+        let last_error =
+            stats.last_anchor_error.lock().unwrap_or_else(|e| e.into_inner());
+        AnchoringStatus {
+            status: if failing { "failing" } else { "ok" }.into(),
+            consecutive_failures: failures,
+            last_error: if failures > 0 { last_error.clone() } else { None },
         }
     }
 
@@ -76,16 +96,30 @@ impl<'a> HealthProbe<'a> {
         }
     }
 
+    /// The chain's head number and whether the contract is still there.
+    async fn chain_probe(
+        &self,
+    ) -> Result<(bool, u64), alloy::transports::TransportError> {
+        let number = self.state.chain.get_block_number().await?;
+        let code = self.state.chain.get_code_at(self.state.contract).await?;
+        Ok((!code.is_empty() || self.state.chain_id == 0, number))
+    }
+
     async fn services(&self) -> Services {
         let postgres = tokio::time::timeout(PROBE_TIMEOUT, self.state.store.ping()).await;
         let postgres = match postgres {
             Ok(true) => status(true, "answering"),
             _ => status(false, "not answering"),
         };
-        let chain =
-            tokio::time::timeout(PROBE_TIMEOUT, self.state.chain.get_block_number());
-        let chain = match chain.await {
-            Ok(Ok(number)) => status(true, &format!("head {number}")),
+        let chain = match tokio::time::timeout(PROBE_TIMEOUT, self.chain_probe()).await {
+            Ok(Ok((true, number))) => status(true, &format!("head {number}")),
+            Ok(Ok((false, number))) => status(
+                false,
+                &format!(
+                    "head {number}, but no contract code at {}: chain reset?",
+                    self.state.contract
+                ),
+            ),
             Ok(Err(err)) => status(false, &err.to_string()),
             Err(_) => status(false, "timed out"),
         };
@@ -95,7 +129,8 @@ impl<'a> HealthProbe<'a> {
                 (true, 1) => status(true, "subscribed"),
                 (true, _) => status(false, "not subscribed; reconnecting"),
             };
-        Services { postgres, redis, chain }
+        let kafka = status(false, "not configured");
+        Services { postgres, redis, chain, kafka }
     }
 }
 
@@ -178,6 +213,15 @@ pub fn prometheus(state: &NodeState) -> String {
         let _ =
             writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
     }
+    let anchored = Stats::get(&stats.anchor_latency_count);
+    let latency_sum = Stats::get(&stats.anchor_latency_ms_sum) as f64 / 1000.0;
+    let _ = writeln!(
+        out,
+        "# HELP analytics_anchor_latency_seconds Send-to-receipt time of anchoring \
+         transactions.\n# TYPE analytics_anchor_latency_seconds summary\n\
+         analytics_anchor_latency_seconds_sum {latency_sum}\n\
+         analytics_anchor_latency_seconds_count {anchored}"
+    );
     let gauges = [
         (
             "analytics_redis_up",

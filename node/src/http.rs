@@ -1,4 +1,5 @@
-//! The HTTP server: the dashboard WebSocket `/analytics`, `/health` for
+//! The HTTP server: the dashboard page `/` with its files and JSON-RPC
+//! route, the dashboard WebSocket `/analytics`, `/health` for
 //! orchestrators and `/metrics` for Prometheus.
 
 use std::net::SocketAddr;
@@ -7,16 +8,21 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use tokio_util::sync::CancellationToken;
 
+use crate::dashboard;
 use crate::health::{prometheus, HealthProbe};
 use crate::state::NodeState;
 
 /// The routes.
 pub fn router(state: Arc<NodeState>) -> Router {
     Router::new()
+        .route("/", get(dashboard::page))
+        .route("/assets/{name}", get(dashboard::asset_file))
+        .route("/config.json", get(dashboard::config))
+        .route(dashboard::RPC_PATH, post(dashboard::forward_rpc))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/analytics", get(crate::ws::upgrade))
@@ -29,7 +35,18 @@ pub async fn serve(
     addr: SocketAddr,
     shutdown: CancellationToken,
 ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let listener = std::net::TcpListener::bind(addr)?;
+    serve_on(state, listener, shutdown)
+}
+
+/// Serves on a listener bound earlier, until `shutdown` fires.
+pub fn serve_on(
+    state: Arc<NodeState>,
+    listener: std::net::TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
     let local = listener.local_addr()?;
     let app = router(state);
     let task = tokio::spawn(async move {

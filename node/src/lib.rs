@@ -8,6 +8,7 @@
 //! - [`rpc`]: the `analytics_*` JSON-RPC server;
 //! - [`http`] and [`health`]: `/health`, `/metrics` and health reports;
 //! - [`ws`]: the dashboard WebSocket endpoint `/analytics`;
+//! - [`dashboard`]: the live dashboard page at `/`;
 //! - [`relay`]: broadcasts across nodes sharing a database;
 //! - [`verify`]: the auditor's verifier, which trusts only the chain;
 //! - [`feed`]: publishes CSV series to Redis for demos and tests.
@@ -17,6 +18,7 @@ pub mod chain;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod dashboard;
 pub mod feed;
 pub mod health;
 pub mod http;

@@ -19,6 +19,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::chain::read_provider;
+use crate::rpc::server::PROOF_FORMAT;
 
 /// Options of `analytics-node verify`.
 #[derive(Debug, clap::Args)]
@@ -42,7 +43,9 @@ pub struct VerifyArgs {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ProofDocument {
+    format: Option<String>,
     insight: Value,
+    leaf: Option<B256>,
     hash: Option<B256>,
     proof: Vec<B256>,
     root: Option<B256>,
@@ -91,6 +94,15 @@ async fn check(
 ) -> anyhow::Result<Verdict> {
     let mut verdict = Verdict { verified: true, lines: Vec::new() };
 
+    // 0. A document this verifier understands.
+    if let Some(format) = &document.format {
+        let known = format == PROOF_FORMAT;
+        verdict.note(
+            known,
+            format!("document format {format:?} (expected {PROOF_FORMAT:?})"),
+        );
+    }
+
     // 1. The content hash, recomputed from the content.
     let canonical = to_canonical_json(&document.insight)?;
     let hash = keccak256(canonical.as_bytes());
@@ -103,7 +115,14 @@ async fn check(
     }
 
     // 2. The Merkle root, recomputed from the proof.
-    let root = process_proof(leaf_hash(hash), &document.proof);
+    let leaf = leaf_hash(hash);
+    if let Some(claimed) = document.leaf {
+        verdict.note(
+            claimed == leaf,
+            format!("document's leaf field {claimed} {}", agreement(claimed == leaf)),
+        );
+    }
+    let root = process_proof(leaf, &document.proof);
     verdict.note(
         true,
         format!("Merkle root {root} from {} proof nodes", document.proof.len()),

@@ -135,10 +135,12 @@ impl WsHub {
             {
                 continue;
             }
-            let Some(text) = text.get_or_insert_with(|| serialize(message)).clone() else {
+            let Some(text) = text.get_or_insert_with(|| serialize(message)).clone()
+            else {
                 return;
             };
-            let outgoing = Outgoing { channel: message.channel, position: message.position, text };
+            let outgoing =
+                Outgoing { channel: message.channel, position: message.position, text };
             if client.queue.try_send(outgoing).is_err() {
                 client.too_slow.cancel();
             }

@@ -331,13 +331,6 @@ async fn sleep_or_cancel(delay: &mut Duration, shutdown: &CancellationToken) -> 
 pub fn parse_envelope(envelope: &Envelope, max_bytes: usize) -> Result<Event, String> {
     let event = parse_event(envelope.kind, &envelope.payload, max_bytes);
     let event = event.map_err(|e: ParseError| e.to_string())?;
-    // PostgreSQL's jsonb cannot hold U+0000; such a message is kept whole as
-    // a dead letter instead of failing the batch.
-    if envelope.payload.windows(6).any(|w| w.eq_ignore_ascii_case(b"\\u0000")) {
-        return Err(
-            "contains the NUL character (\\u0000), which storage cannot hold".into()
-        );
-    }
     Ok(event)
 }
 

@@ -25,6 +25,15 @@ pub struct Stats {
     pub redis_up: AtomicU64,
     /// Store batches that failed and were retried.
     pub store_retries: AtomicU64,
+    /// Anchoring transactions confirmed, and the sum of their latencies
+    /// from send to receipt, milliseconds.
+    pub anchor_latency_count: AtomicU64,
+    /// See [`Stats::anchor_latency_count`].
+    pub anchor_latency_ms_sum: AtomicU64,
+    /// Anchoring steps that failed in a row; 0 once a step succeeds.
+    pub anchor_failures: AtomicU64,
+    /// The cause of the latest anchoring failure.
+    pub last_anchor_error: Mutex<Option<String>>,
     recent: Mutex<VecDeque<(Instant, u64)>>,
 }
 

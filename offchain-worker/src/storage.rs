@@ -241,7 +241,8 @@ impl Store {
 
     /// A pool that connects on first use.
     pub fn connect_lazy(url: &str, max_connections: u32) -> Result<Self, WorkerError> {
-        let pool = PgPoolOptions::new().max_connections(max_connections).connect_lazy(url)?;
+        let pool =
+            PgPoolOptions::new().max_connections(max_connections).connect_lazy(url)?;
         Ok(Self { pool })
     }
 
@@ -580,6 +581,20 @@ impl Store {
         .bind(to_i64(at.block_number)?)
         .bind(at.block_hash.to_vec())
         .bind(to_i64(at.block_timestamp)?)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Returns a batch whose anchoring block left the canonical chain to
+    /// `pending`, forgetting where it was included, so it is anchored again.
+    pub async fn mark_reorged(&self, id: i64) -> Result<(), WorkerError> {
+        sqlx::query(
+            "UPDATE anchor_batches SET status = 'pending', tx_hash = NULL, \
+             onchain_batch = NULL, block_number = NULL, block_hash = NULL, \
+             block_timestamp = NULL, anchored_at = NULL WHERE id = $1 AND status = 'anchored'",
+        )
+        .bind(id)
         .execute(&self.pool)
         .await?;
         Ok(())

@@ -4,8 +4,10 @@
 mod bad_input;
 mod cli;
 mod cluster;
+mod dashboard;
 mod end_to_end;
 mod redis_restart;
+mod reorg;
 mod rpc_errors;
 mod subscriptions;
 mod websocket;

@@ -511,7 +511,8 @@ async fn wait_ready(rpc_url: &str, process: &Process) -> anyhow::Result<()> {
 }
 
 fn spawn_node(args: &[String]) -> anyhow::Result<Process> {
-    let envs = [("RUST_LOG", "info".to_owned())];
+    let level = std::env::var("ANALYTICS_TEST_LOG").unwrap_or_else(|_| "info".to_owned());
+    let envs = [("RUST_LOG", level)];
     spawn(&node_binary(), args, &envs, "node")
 }
 

@@ -68,7 +68,14 @@ pub async fn run(args: &FanoutArgs) -> anyhow::Result<()> {
     println!("fan-out: {} broadcasts/s for {} s per run", args.rate, args.seconds);
     println!(
         "{:>8} {:>9} {:>8} {:>8} {:>8} {:>9} {:>8} {:>12}",
-        "clients", "delivered", "p50 ms", "p99 ms", "max ms", "lost", "dropped", "bytes/conn"
+        "clients",
+        "delivered",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "lost",
+        "dropped",
+        "bytes/conn"
     );
     for &clients in &args.clients {
         let (report, per_connection) = run_once(clients, args).await?;
@@ -87,7 +94,10 @@ pub async fn run(args: &FanoutArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run_once(clients: usize, args: &FanoutArgs) -> anyhow::Result<(ClientReport, f64)> {
+async fn run_once(
+    clients: usize,
+    args: &FanoutArgs,
+) -> anyhow::Result<(ClientReport, f64)> {
     let shutdown = CancellationToken::new();
     let (state, addr) = serve(clients, shutdown.clone()).await?;
     let baseline = resident_bytes();
@@ -109,7 +119,8 @@ async fn run_once(clients: usize, args: &FanoutArgs) -> anyhow::Result<(ClientRe
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let connections = state.connections.load(Ordering::Relaxed).max(1);
-    let per_connection = resident_bytes().saturating_sub(baseline) as f64 / connections as f64;
+    let per_connection =
+        resident_bytes().saturating_sub(baseline) as f64 / connections as f64;
 
     broadcast(&state.hub, args.rate, args.seconds).await;
     let mut stdin = child.stdin.take().context("client stdin")?;
@@ -122,7 +133,10 @@ async fn run_once(clients: usize, args: &FanoutArgs) -> anyhow::Result<(ClientRe
     Ok((report, per_connection))
 }
 
-async fn serve(clients: usize, shutdown: CancellationToken) -> anyhow::Result<(Arc<NodeState>, SocketAddr)> {
+async fn serve(
+    clients: usize,
+    shutdown: CancellationToken,
+) -> anyhow::Result<(Arc<NodeState>, SocketAddr)> {
     // Only the WebSocket endpoint is exercised: storage and chain are never
     // touched, so they are set up without connecting.
     let store = Store::connect_lazy("postgresql://bench@127.0.0.1:1/none", 1)?;
@@ -163,7 +177,8 @@ async fn broadcast(hub: &Hub, rate: u32, seconds: u64) {
         if let Some(wait) = due.checked_sub(started.elapsed()) {
             tokio::time::sleep(wait).await;
         }
-        let data = json!({ "seq": seq, "sent_ns": now_ns(), "metric": "bench", "value": 1.0 });
+        let data =
+            json!({ "seq": seq, "sent_ns": now_ns(), "metric": "bench", "value": 1.0 });
         hub.publish(Channel::Dashboard, data);
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -177,7 +192,8 @@ fn now_ns() -> u128 {
 fn resident_bytes() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap_or("");
-    let kib: u64 = line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let kib: u64 =
+        line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0);
     kib * 1024
 }
 
@@ -210,6 +226,12 @@ pub async fn clients(args: &FanoutClientArgs) -> anyhow::Result<()> {
     let mut input = BufReader::new(tokio::io::stdin()).lines();
     let line = input.next_line().await?.unwrap_or_default();
     let total: u64 = line.trim_start_matches("done").trim().parse().unwrap_or(0);
+    // Clients still behind get time to drain what is in flight.
+    let goal = total * CONNECTED.load(Ordering::Relaxed);
+    let deadline = Instant::now() + DRAIN;
+    while RECEIVED.load(Ordering::Relaxed) < goal && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     stop.cancel();
     let mut tallies = Vec::with_capacity(tasks.len());
     for task in tasks {
@@ -227,6 +249,10 @@ pub async fn clients(args: &FanoutClientArgs) -> anyhow::Result<()> {
 }
 
 static CONNECTED: AtomicU64 = AtomicU64::new(0);
+/// Deliveries received over all clients.
+static RECEIVED: AtomicU64 = AtomicU64::new(0);
+/// Longest wait for clients to drain after the last broadcast.
+const DRAIN: Duration = Duration::from_secs(30);
 
 fn connected_all(tasks: &[tokio::task::JoinHandle<anyhow::Result<Tally>>]) -> bool {
     CONNECTED.load(Ordering::Relaxed) as usize >= tasks.len()
@@ -258,6 +284,7 @@ async fn follow(
         let Some(sent) = field(text, "\"sent_ns\":") else { continue };
         let latency = now_ns().saturating_sub(u128::from(sent)) / 1000;
         tally.latencies_us.push(u32::try_from(latency).unwrap_or(u32::MAX));
+        RECEIVED.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -271,13 +298,15 @@ fn field(text: &str, key: &str) -> Option<u64> {
 /// Totals over all clients; `expected` is the number of broadcasts sent.
 fn summarise(tallies: Vec<Tally>, expected: u64) -> ClientReport {
     let mut all: Vec<u32> = Vec::new();
-    let mut report = ClientReport { connected: tallies.len(), expected, ..ClientReport::default() };
+    let mut report =
+        ClientReport { connected: tallies.len(), expected, ..ClientReport::default() };
     for tally in &tallies {
         report.received += tally.latencies_us.len() as u64;
         if tally.dropped {
             report.dropped += 1;
         } else {
-            report.lost_by_live_clients += expected.saturating_sub(tally.latencies_us.len() as u64);
+            report.lost_by_live_clients +=
+                expected.saturating_sub(tally.latencies_us.len() as u64);
         }
         all.extend_from_slice(&tally.latencies_us);
     }

@@ -4,10 +4,12 @@
 //!   Benchmark layout; [`corpus`] reads it and [`score`] applies NAB's
 //!   scoring rules;
 //! - [`throughput`]: samples per second through a detector on one thread;
-//! - [`fanout`]: WebSocket broadcast latency, losses and memory per client.
+//! - [`fanout`]: WebSocket broadcast latency, losses and memory per client;
+//! - [`gas`]: gas per anchored batch and per insight.
 
 pub mod corpus;
 pub mod fanout;
+pub mod gas;
 pub mod nab;
 pub mod score;
 pub mod throughput;
@@ -29,6 +31,8 @@ pub enum BenchCommand {
     Nab(nab::NabArgs),
     /// Samples per second through a detector on one thread.
     Throughput(throughput::ThroughputArgs),
+    /// Gas of anchoring batches of several sizes.
+    Gas(gas::GasArgs),
     /// WebSocket broadcast fan-out: latency, losses and memory per client.
     Fanout(fanout::FanoutArgs),
     /// The client side of `fanout`, started by it.
@@ -40,6 +44,7 @@ pub enum BenchCommand {
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.command {
         BenchCommand::Fanout(args) => fanout::run(&args).await,
+        BenchCommand::Gas(args) => gas::run(&args).await,
         BenchCommand::FanoutClients(args) => fanout::clients(&args).await,
         BenchCommand::Nab(args) => nab::run(&args),
         BenchCommand::Throughput(args) => throughput::run(&args),

@@ -8,6 +8,7 @@
 //! sent again (the contract refuses a root twice, so this cannot double
 //! anchor), and one the chain already holds is recorded from the contract.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,7 +26,7 @@ use offchain_worker::storage::{to_b256, BatchRow, Inclusion, NewBatch, Store};
 use serde_json::json;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, info, warn};
 
 use crate::config::AnchorConfig;
 
@@ -37,6 +38,8 @@ pub struct AnchorManager {
     pub provider: DynProvider,
     /// The contract.
     pub contract: Address,
+    /// The anchoring account.
+    pub anchorer: Address,
     /// Chain id.
     pub chain_id: u64,
     /// Chain heads.
@@ -69,8 +72,15 @@ impl AnchorManager {
                 continue;
             }
             match self.step(new_block, &mut last_batch).await {
-                Ok(()) => {}
+                Ok(()) => self.stats.anchor_failures.store(0, Ordering::Relaxed),
                 Err(err) => {
+                    Stats::bump(&self.stats.anchor_failures, 1);
+                    let cause = format!("{err:#}");
+                    *self
+                        .stats
+                        .last_anchor_error
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner()) = Some(cause);
                     warn!(target: "chain::anchor", err = %format!("{err:#}"), "anchoring step failed; retrying");
                     tokio::select! {
                         () = shutdown.cancelled() => break,
@@ -195,8 +205,13 @@ impl AnchorManager {
         let prev_root = to_b256(&batch.prev_root)?;
         let leaves = u64::try_from(batch.leaf_count)?;
         let contract = InsightAnchor::new(self.contract, self.provider.clone());
+        // The nonce comes from the chain each time: after a reorg the
+        // account's count goes back, and a remembered nonce would leave the
+        // transaction queued behind a gap forever.
+        let nonce = self.provider.get_transaction_count(self.anchorer).pending().await?;
         let pending = contract
             .anchor(root, leaves, prev_root)
+            .nonce(nonce)
             .send()
             .await
             .map_err(|e| anyhow::anyhow!("anchor({root}) rejected: {e}"))?;
@@ -212,13 +227,16 @@ impl AnchorManager {
             .await
             .context("waiting for the anchoring receipt")?;
         let inclusion = self.inclusion(&receipt, tx_hash).await?;
+        let latency_ms = started.elapsed().as_millis() as u64;
+        Stats::bump(&self.stats.anchor_latency_count, 1);
+        Stats::bump(&self.stats.anchor_latency_ms_sum, latency_ms);
         info!(
             target: "chain::anchor",
             batch = batch.id,
             leaves,
             block = inclusion.block_number,
             gas = receipt.gas_used,
-            latency_ms = started.elapsed().as_millis() as u64,
+            latency_ms,
             "batch anchored"
         );
         self.record_anchored(batch, inclusion).await
@@ -266,24 +284,30 @@ impl AnchorManager {
         Ok(())
     }
 
+    /// Watches an anchored batch: back to pending when its block left the
+    /// canonical chain (it is then anchored again, same root, same proofs),
+    /// final once deep enough.
     async fn finalize(&self, batch: &BatchRow) -> anyhow::Result<()> {
         let Some(head) = *self.heads.borrow() else { return Ok(()) };
         let Some(number) = batch.block_number.and_then(|n| u64::try_from(n).ok()) else {
             return Ok(());
         };
-        if head.number + 1 < number + self.confirmations {
-            return Ok(());
-        }
         let block = self.provider.get_block_by_number(number.into()).await?;
         let canonical = block.map(|b| b.header.hash);
         let recorded = batch.block_hash.as_deref().map(to_b256).transpose()?;
         if canonical != recorded {
-            error!(
+            warn!(
                 target: "chain::anchor",
                 batch = batch.id,
                 block = number,
-                "anchoring block is no longer canonical; batch not final"
+                "anchoring block left the canonical chain; anchoring again"
             );
+            self.store.mark_reorged(batch.id).await?;
+            let details = json!({ "droppedBlock": number, "droppedHash": recorded });
+            self.publish(batch, "reorged", details).await;
+            return Ok(());
+        }
+        if head.number + 1 < number + self.confirmations {
             return Ok(());
         }
         self.store.mark_final(batch.id).await?;

@@ -88,14 +88,24 @@ impl HeadFollower {
         }
     }
 
+    /// Publishes every head with a new hash: the next block, a reorg, or a
+    /// chain that started over (reported, since nothing anchored before
+    /// survives it).
     fn publish(&self, head: BlockStamp) {
         self.sender.send_if_modified(|current| {
-            let newer =
-                current.is_none_or(|c| c.hash != head.hash && c.number <= head.number);
-            if newer {
+            let changed = current.is_none_or(|c| c.hash != head.hash);
+            if let Some(previous) = current.filter(|c| head.number + 1 < c.number) {
+                warn!(
+                    target: "chain::heads",
+                    from = previous.number,
+                    to = head.number,
+                    "chain head went back; reorg or chain reset"
+                );
+            }
+            if changed {
                 *current = Some(head);
             }
-            newer
+            changed
         });
     }
 }

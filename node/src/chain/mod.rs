@@ -7,9 +7,12 @@ pub mod heads;
 use alloy::network::EthereumWallet;
 use alloy::primitives::Address;
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::rpc::client::RpcClient;
 use alloy::signers::local::PrivateKeySigner;
+use alloy::transports::http::{reqwest, Http};
 use anyhow::{bail, Context};
 use insight_anchor::InsightAnchor;
+use std::time::Duration;
 use tracing::info;
 
 use crate::config::{ChainConfig, ANVIL_CHAIN_ID};
@@ -23,10 +26,25 @@ pub const ANVIL_DEV_KEY: &str =
 /// Environment variable holding the anchoring account's private key.
 pub const ANCHOR_KEY_ENV: &str = "ANALYTICS_ANCHOR_KEY";
 
+/// Longest wait for one chain RPC request.
+pub const RPC_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An HTTP RPC client whose requests give up after [`RPC_TIMEOUT`], so an
+/// endpoint that accepts connections but never answers cannot hang us.
+fn http_client(url: &str) -> anyhow::Result<RpcClient> {
+    let url = url.parse().with_context(|| format!("invalid RPC URL {url:?}"))?;
+    let http = reqwest::Client::builder()
+        .timeout(RPC_TIMEOUT)
+        .connect_timeout(RPC_TIMEOUT)
+        .build()
+        .context("building the HTTP client")?;
+    let local = alloy::transports::utils::guess_local_url(&url);
+    Ok(RpcClient::new(Http::with_client(http, url), local))
+}
+
 /// A read-only provider over HTTP.
 pub fn read_provider(url: &str) -> anyhow::Result<DynProvider> {
-    let url = url.parse().with_context(|| format!("invalid RPC URL {url:?}"))?;
-    Ok(ProviderBuilder::new().connect_http(url).erased())
+    Ok(ProviderBuilder::new().connect_client(http_client(url)?).erased())
 }
 
 /// A provider that signs with the anchoring key, and the key's address.
@@ -52,10 +70,9 @@ pub async fn signing_provider(
         .parse()
         .map_err(|_| anyhow::anyhow!("{ANCHOR_KEY_ENV} is not a private key"))?;
     let address = signer.address();
-    let url = config.rpc_url.parse().context("chain.rpc_url")?;
     let provider = ProviderBuilder::new()
         .wallet(EthereumWallet::from(signer))
-        .connect_http(url)
+        .connect_client(http_client(&config.rpc_url)?)
         .erased();
     Ok((provider, address))
 }

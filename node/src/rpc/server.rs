@@ -38,8 +38,9 @@ pub struct AnalyticsRpc {
 pub async fn start(
     state: Arc<NodeState>,
     config: &ServerConfig,
-    addr: SocketAddr,
+    listener: std::net::TcpListener,
 ) -> anyhow::Result<(SocketAddr, ServerHandle)> {
+    listener.set_nonblocking(true)?;
     let limits = jsonrpsee::server::ServerConfig::builder()
         .max_connections(config.rpc_max_connections)
         .max_subscriptions_per_connection(config.rpc_max_subscriptions)
@@ -47,7 +48,7 @@ pub async fn start(
         .max_response_body_size(config.rpc_max_response_bytes)
         .set_batch_request_config(BatchRequestConfig::Limit(config.rpc_max_batch))
         .build();
-    let server = Server::builder().set_config(limits).build(addr).await?;
+    let server = Server::builder().set_config(limits).build_from_tcp(listener)?;
     let local = server.local_addr()?;
     let handle = server.start(AnalyticsRpc { state }.into_rpc());
     Ok((local, handle))

@@ -170,6 +170,20 @@ pub struct HealthView {
     pub services: Services,
     /// The latest chain head seen.
     pub chain_head: Option<Value>,
+    /// Whether anchoring keeps up.
+    pub anchoring: AnchoringStatus,
+}
+
+/// Anchoring health.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AnchoringStatus {
+    /// `ok`, or `failing` after repeated failed steps.
+    pub status: String,
+    /// Failed steps in a row.
+    pub consecutive_failures: u64,
+    /// The latest failure's cause, while failing.
+    pub last_error: Option<String>,
 }
 
 /// Row counts.
@@ -214,6 +228,8 @@ pub struct Services {
     pub redis: ServiceStatus,
     /// The chain RPC.
     pub chain: ServiceStatus,
+    /// Kafka: this node has no Kafka source, reported as not configured.
+    pub kafka: ServiceStatus,
 }
 
 /// RFC 3339 text of a time.

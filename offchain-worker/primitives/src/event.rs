@@ -145,6 +145,9 @@ pub enum ParseError {
     /// Valid JSON but not an object.
     #[error("expected a JSON object")]
     NotObject,
+    /// A string holds U+0000, which storage (PostgreSQL text) cannot hold.
+    #[error("a string contains the NUL character (U+0000)")]
+    ContainsNul,
     /// A required field is absent or null.
     #[error("missing field `{0}`")]
     Missing(&'static str),
@@ -197,6 +200,9 @@ fn parse_object(
         serde_json::from_slice(bytes).map_err(|e| ParseError::NotJson(e.to_string()))?;
     if depth(&value) > MAX_DEPTH {
         return Err(ParseError::TooDeep);
+    }
+    if contains_nul(&value) {
+        return Err(ParseError::ContainsNul);
     }
     match value {
         Value::Object(object) => Ok(object),
@@ -296,6 +302,17 @@ fn wrong(field: &'static str, expected: &'static str) -> ParseError {
     ParseError::WrongType { field, expected }
 }
 
+fn contains_nul(value: &Value) -> bool {
+    match value {
+        Value::String(text) => text.contains('\0'),
+        Value::Array(items) => items.iter().any(contains_nul),
+        Value::Object(map) => {
+            map.iter().any(|(k, v)| k.contains('\0') || contains_nul(v))
+        }
+        _ => false,
+    }
+}
+
 fn depth(value: &Value) -> usize {
     match value {
         Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
@@ -345,6 +362,15 @@ mod tests {
             let err = metric(text).expect_err(text).to_string();
             assert!(err.contains(reason), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn rejects_nul_but_not_an_escaped_backslash() {
+        let nul = r#"{"name":"cpu","value":1,"timestamp":1,"tags":{"a":"x\u0000"}}"#;
+        assert_eq!(metric(nul).unwrap_err(), ParseError::ContainsNul);
+        let path =
+            r#"{"name":"cpu","value":1,"timestamp":1,"tags":{"a":"C:\\u0000dir"}}"#;
+        assert!(metric(path).is_ok(), "an escaped backslash is not a NUL");
     }
 
     #[test]
