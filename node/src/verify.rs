@@ -7,6 +7,7 @@
 use std::io::Read;
 use std::path::PathBuf;
 
+use alloy::eips::BlockNumberOrTag;
 use alloy::primitives::{Address, B256};
 use alloy::providers::{DynProvider, Provider};
 use analytics_primitives::canonical::to_canonical_json;
@@ -37,6 +38,14 @@ pub struct VerifyArgs {
     /// Confirmations required to call the insight verified.
     #[arg(long, default_value_t = 1)]
     pub min_confirmations: u64,
+    /// Depth at which an anchor counts as final, when the chain does not
+    /// report a `finalized` block at or past it.
+    #[arg(long, default_value_t = 12)]
+    pub finality_depth: u64,
+    /// A second, independent RPC endpoint: block hashes and the contract's
+    /// record are checked there too, so one lying endpoint is caught.
+    #[arg(long)]
+    pub second_rpc_url: Option<String>,
 }
 
 /// The part of the proof document the verifier reads.
@@ -57,6 +66,7 @@ struct ProofDocument {
 struct BatchClaim {
     contract: Option<Address>,
     chain_id: Option<u64>,
+    tx_hash: Option<B256>,
 }
 
 /// What the verifier found.
@@ -181,11 +191,7 @@ async fn anchored(
     let anchor = InsightAnchor::new(contract, provider.clone());
     let record = anchor.anchorOf(root).call().await.context("calling anchorOf")?;
     if record.batchId == 0 {
-        verdict.note(
-            false,
-            format!("NOT ANCHORED: the contract has no record of root {root}"),
-        );
-        return Ok(());
+        return not_anchored(provider, root, document, verdict).await;
     }
     let on_chain =
         anchor.verifyInsight(root, document.proof.clone(), hash).call().await?;
@@ -199,52 +205,138 @@ async fn anchored(
     verdict
         .note(same_time, format!("block {} time matches the record", record.blockNumber));
 
-    let latest = provider.get_block_number().await?;
-    let confirmations = (latest + 1).saturating_sub(record.blockNumber);
-    let deep = confirmations >= args.min_confirmations;
-    let status = if deep { "ANCHORED" } else { "ANCHORED, NOT YET CONFIRMED" };
-    let when = format_millis(i64::try_from(record.timestamp)?.saturating_mul(1000));
+    let depth = depth(provider, record.blockNumber, args).await?;
+    let when = seconds_text(record.timestamp);
     verdict.note(
-        deep,
+        depth.confirmations >= args.min_confirmations,
         format!(
-            "{status}: batch {} in block {} ({}) at {when}, {confirmations} confirmations \
-             (required {})",
-            record.batchId, record.blockNumber, block.header.hash, args.min_confirmations
+            "{}: batch {} in block {} ({}) at {when}, {} confirmations (required {})",
+            depth.status,
+            record.batchId,
+            record.blockNumber,
+            block.header.hash,
+            depth.confirmations,
+            args.min_confirmations
         ),
     );
-    computed_after(provider, document, record.blockNumber, verdict).await
+    let stamp = computed_after(provider, document, record.blockNumber, verdict).await?;
+    if let Some(url) = &args.second_rpc_url {
+        let blocks = [(record.blockNumber, block.header.hash)]
+            .into_iter()
+            .chain(stamp.as_ref().map(|(number, hash, _)| (*number, *hash)));
+        cross_check(url, contract, root, blocks.collect(), verdict).await?;
+    }
+    if let Some((number, _, time)) = stamp {
+        verdict.lines.push(format!(
+            "     computed after block {number} ({time}), anchored in block {} ({when})",
+            record.blockNumber
+        ));
+    }
+    Ok(())
+}
+
+/// Why a root has no record: its transaction may still wait in the mempool.
+async fn not_anchored(
+    provider: &DynProvider,
+    root: B256,
+    document: &ProofDocument,
+    verdict: &mut Verdict,
+) -> anyhow::Result<()> {
+    let claimed = document.batch.as_ref().and_then(|b| b.tx_hash);
+    if let Some(tx) = claimed {
+        let known = provider.get_transaction_by_hash(tx).await?;
+        if known.is_some_and(|t| t.block_number.is_none()) {
+            let line =
+                format!("PENDING: the anchoring transaction {tx} is not yet included");
+            verdict.note(false, line);
+            return Ok(());
+        }
+    }
+    verdict
+        .note(false, format!("NOT ANCHORED: the contract has no record of root {root}"));
+    Ok(())
+}
+
+/// How deep the anchoring block is, and what that makes it.
+struct Depth {
+    confirmations: u64,
+    status: String,
+}
+
+async fn depth(
+    provider: &DynProvider,
+    block: u64,
+    args: &VerifyArgs,
+) -> anyhow::Result<Depth> {
+    let latest = provider.get_block_number().await?;
+    let confirmations = (latest + 1).saturating_sub(block);
+    let finalized = provider
+        .get_block_by_number(BlockNumberOrTag::Finalized)
+        .await
+        .ok()
+        .flatten()
+        .is_some_and(|b| b.header.number >= block);
+    let status = if confirmations < args.min_confirmations {
+        "INCLUDED, NOT YET CONFIRMED".to_owned()
+    } else if finalized || confirmations >= args.finality_depth {
+        "FINAL".to_owned()
+    } else {
+        format!("CONFIRMED (depth {confirmations}, final at {})", args.finality_depth)
+    };
+    Ok(Depth { confirmations, status })
+}
+
+/// Asks a second endpoint for the same facts: one lying endpoint shows.
+async fn cross_check(
+    url: &str,
+    contract: Address,
+    root: B256,
+    blocks: Vec<(u64, B256)>,
+    verdict: &mut Verdict,
+) -> anyhow::Result<()> {
+    let second = read_provider(url)?;
+    for (number, hash) in blocks {
+        let theirs =
+            second.get_block_by_number(number.into()).await?.map(|b| b.header.hash);
+        let same = theirs == Some(hash);
+        verdict.note(same, format!("second endpoint agrees on block {number}'s hash"));
+    }
+    let anchor = InsightAnchor::new(contract, second);
+    let ok = anchor.anchorOf(root).call().await.is_ok_and(|r| r.batchId != 0);
+    verdict.note(ok, format!("second endpoint holds the record of root {root}"));
+    Ok(())
 }
 
 /// Checks the block the insight claims to have seen, which bounds from
-/// below when it was computed.
+/// below when it was computed. Returns its number, hash and time.
 async fn computed_after(
     provider: &DynProvider,
     document: &ProofDocument,
     anchored_in: u64,
     verdict: &mut Verdict,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<(u64, B256, String)>> {
     let stamp = &document.insight["block"];
-    let (Some(number), Some(hash)) = (stamp["number"].as_u64(), stamp["hash"].as_str())
-    else {
+    let number = stamp["number"].as_u64();
+    let hash = stamp["hash"].as_str().and_then(|h| h.parse::<B256>().ok());
+    let (Some(number), Some(hash)) = (number, hash) else {
         verdict.note(false, "insight has no block stamp".into());
-        return Ok(());
+        return Ok(None);
     };
     let block = provider.get_block_by_number(number.into()).await?;
-    let matches = block.as_ref().is_some_and(|b| b.header.hash.to_string() == hash);
-    let when = block
-        .map(|b| {
-            format_millis(
-                i64::try_from(b.header.timestamp).unwrap_or(0).saturating_mul(1000),
-            )
-        })
-        .unwrap_or_else(|| "unknown".into());
+    let matches = block.as_ref().is_some_and(|b| b.header.hash == hash);
+    let when =
+        block.map_or_else(|| "unknown".into(), |b| seconds_text(b.header.timestamp));
     verdict.note(matches, format!("computed after block {number} ({hash}) at {when}"));
     let ordered = number < anchored_in;
     verdict.note(
         ordered,
         format!("stamp block {number} precedes anchoring block {anchored_in}"),
     );
-    Ok(())
+    Ok(Some((number, hash, when)))
+}
+
+fn seconds_text(seconds: u64) -> String {
+    format_millis(i64::try_from(seconds).unwrap_or(0).saturating_mul(1000))
 }
 
 fn agreement(same: bool) -> &'static str {

@@ -125,7 +125,8 @@ async fn events_flow_from_redis_to_anchored_verified_insights() -> anyhow::Resul
     let proof = node.call("analytics_getInsightProof", json!([first])).await?;
     let other = node.call("analytics_getInsightProof", json!([newest])).await?;
     assert_ne!(proof["root"], other["root"], "the two waves share a batch");
-    check_verifier(&node, &proof, &other)?;
+    let lying = integration_tests::Anvil::start().await?;
+    check_verifier(&node, &proof, &other, &lying.url)?;
     check_independent_client(&node, &proof)?;
     Ok(())
 }
@@ -142,14 +143,36 @@ async fn check_block_stamp(node: &Node, insight: &Value) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn check_verifier(node: &Node, proof: &Value, other: &Value) -> anyhow::Result<()> {
+fn check_verifier(
+    node: &Node,
+    proof: &Value,
+    other: &Value,
+    other_chain: &str,
+) -> anyhow::Result<()> {
     let contract = proof["batch"]["contract"].as_str().expect("contract").to_owned();
     let pin = ["--contract", contract.as_str()];
 
     let (ok, output) = node.verify(proof, &pin)?;
     assert!(ok, "a served proof does not verify:\n{output}");
-    assert!(output.contains("ANCHORED: batch"), "{output}");
     assert!(output.contains("computed after block"), "{output}");
+    assert!(output.contains("anchored in block"), "{output}");
+
+    // The status follows the depth the auditor asks for.
+    let (ok, output) =
+        node.verify(proof, &[&pin[..], &["--finality-depth", "1000"]].concat())?;
+    assert!(ok && output.contains("CONFIRMED (depth"), "{output}");
+    let (ok, output) =
+        node.verify(proof, &[&pin[..], &["--finality-depth", "1"]].concat())?;
+    assert!(ok && output.contains("FINAL: batch"), "{output}");
+
+    // A second endpoint that agrees passes; one on another chain is caught.
+    let same = ["--second-rpc-url", node.anvil.url.as_str()];
+    let (ok, output) = node.verify(proof, &[&pin[..], &same[..]].concat())?;
+    assert!(ok, "the same chain as second endpoint failed:\n{output}");
+    let (ok, output) =
+        node.verify(proof, &[&pin[..], &["--second-rpc-url", other_chain]].concat())?;
+    assert!(!ok, "a second endpoint on another chain went unnoticed:\n{output}");
+    assert!(output.contains("FAIL second endpoint"), "{output}");
 
     let mut tampered = proof.clone();
     tampered["insight"]["confidence"] = json!(0.123);
