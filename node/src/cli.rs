@@ -74,6 +74,9 @@ pub struct RunArgs {
     /// JSON-RPC port (`server.rpc_port`).
     #[arg(long, env = "ANALYTICS_RPC_PORT")]
     pub rpc_port: Option<u16>,
+    /// How Redis is read (`redis.mode`): `pubsub` or `streams`.
+    #[arg(long, env = "ANALYTICS_REDIS_MODE", value_enum)]
+    pub redis_mode: Option<crate::config::RedisMode>,
     /// Redis channel of user events (`redis.user_events`).
     #[arg(long, env = "ANALYTICS_USER_EVENTS_CHANNEL")]
     pub user_events_channel: Option<String>,
@@ -91,6 +94,7 @@ impl RunArgs {
         let mut config = Config::load(self.config.as_deref())?;
         set(&mut config.database.url, &self.database_url);
         set(&mut config.redis.url, &self.redis_url);
+        set(&mut config.redis.mode, &self.redis_mode);
         set(&mut config.chain.rpc_url, &self.eth_rpc_url);
         if self.contract.is_some() {
             config.chain.contract.clone_from(&self.contract);

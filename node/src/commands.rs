@@ -12,6 +12,7 @@ use anyhow::Context;
 use offchain_worker::hub::Hub;
 use offchain_worker::pipeline::{Pipeline, PipelineConfig};
 use offchain_worker::source::redis::RedisSource;
+use offchain_worker::source::redis_streams::RedisStreamSource;
 use offchain_worker::stats::Stats;
 use offchain_worker::storage::Store;
 use tokio::sync::mpsc;
@@ -23,7 +24,7 @@ use crate::chain;
 use crate::chain::anchor::AnchorManager;
 use crate::chain::heads::HeadFollower;
 use crate::cli::RunArgs;
-use crate::config::{Config, ANVIL_CHAIN_ID};
+use crate::config::{Config, RedisMode, ANVIL_CHAIN_ID};
 use crate::state::{NodeState, PublicInfo};
 
 /// How long start-up waits for PostgreSQL before giving up.
@@ -157,12 +158,24 @@ fn spawn_worker(
     };
     tasks.spawn(pipeline.run(receiver, shutdown.clone()));
     if config.redis.enabled {
-        let source = RedisSource::new(
-            &config.redis.url,
-            config.redis.channels(),
-            state.stats.clone(),
-        );
-        tasks.spawn(source.run(sender, intake.clone()));
+        let redis = &config.redis;
+        let stats = state.stats.clone();
+        match redis.mode {
+            RedisMode::Pubsub => {
+                let source = RedisSource::new(&redis.url, redis.channels(), stats);
+                tasks.spawn(source.run(sender, intake.clone()));
+            }
+            RedisMode::Streams => {
+                let source = RedisStreamSource::new(
+                    &redis.url,
+                    redis.channels(),
+                    &redis.group,
+                    &redis.consumer,
+                    stats,
+                );
+                tasks.spawn(source.run(sender, intake.clone()));
+            }
+        }
     }
     Ok(())
 }

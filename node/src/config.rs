@@ -77,6 +77,28 @@ pub struct RedisConfig {
     pub system_metrics: String,
     /// Channel carrying business events. Default `business_events`.
     pub business_events: String,
+    /// `pubsub` (default): subscribe to the channels; what is published
+    /// while the node is down is lost. `streams`: read Redis Streams of the
+    /// same names through consumer group `group`, acknowledging after the
+    /// PostgreSQL commit, so nothing is lost and nothing stored twice.
+    pub mode: RedisMode,
+    /// Consumer group of the `streams` mode. Default `analytics_dashboard`.
+    pub group: String,
+    /// Consumer name within the group; keep it stable across restarts so
+    /// the node reads its own pending messages again. Default
+    /// `analytics-node`.
+    pub consumer: String,
+}
+
+/// How the node reads Redis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum RedisMode {
+    /// Pub/sub channels.
+    #[default]
+    Pubsub,
+    /// Streams with a consumer group.
+    Streams,
 }
 
 impl Default for RedisConfig {
@@ -87,6 +109,9 @@ impl Default for RedisConfig {
             user_events: "user_events".into(),
             system_metrics: "system_metrics".into(),
             business_events: "business_events".into(),
+            mode: RedisMode::Pubsub,
+            group: "analytics_dashboard".into(),
+            consumer: "analytics-node".into(),
         }
     }
 }
@@ -414,6 +439,12 @@ fn check_channels(redis: &RedisConfig) -> Result<(), ConfigError> {
         if name.trim().is_empty() {
             return Err(ConfigError::new(field, "must not be empty"));
         }
+    }
+    if redis.group.trim().is_empty() {
+        return Err(ConfigError::new("redis.group", "must not be empty"));
+    }
+    if redis.consumer.trim().is_empty() {
+        return Err(ConfigError::new("redis.consumer", "must not be empty"));
     }
     if redis.channels().len() != names.len() {
         return Err(ConfigError::new("redis", "the three channels must differ"));

@@ -20,6 +20,33 @@ pub struct Envelope {
     pub received_at: OffsetDateTime,
     /// The message bytes, unchanged.
     pub payload: Vec<u8>,
+    /// Where to acknowledge the message once its transaction committed;
+    /// `None` for sources without acknowledgement (pub/sub).
+    pub ack: Option<Acker>,
+}
+
+/// Acknowledges messages to their source after the PostgreSQL commit that
+/// holds them. Cloning is cheap; acknowledgements are batched by the source.
+#[derive(Debug, Clone)]
+pub struct Acker {
+    sender: tokio::sync::mpsc::UnboundedSender<(String, String)>,
+    id: String,
+}
+
+impl Acker {
+    /// An acknowledgement of message `id` sent to `sender` with its stream.
+    pub fn new(
+        sender: tokio::sync::mpsc::UnboundedSender<(String, String)>,
+        id: String,
+    ) -> Self {
+        Self { sender, id }
+    }
+
+    /// Acknowledges the message of `stream`; a source that stopped simply
+    /// sees it again after a restart.
+    pub fn ack(&self, stream: &str) {
+        let _ = self.sender.send((stream.to_owned(), self.id.clone()));
+    }
 }
 
 impl Envelope {

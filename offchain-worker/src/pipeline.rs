@@ -18,13 +18,13 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, warn};
 
-use crate::envelope::Envelope;
+use crate::envelope::{Acker, Envelope};
 use crate::error::WorkerError;
 use crate::hub::{Channel, Hub, NOTIFY_CHANNEL};
 use crate::messages::{self, InsightParts};
 use crate::stats::Stats;
 use crate::storage::{
-    self, MetricRow, NewDeadLetter, NewEvent, NewInsight, NewMetric, Store,
+    self, MetricRow, NewDeadLetter, NewEvent, NewInsight, NewMetric, Position, Store,
 };
 
 /// Tuning of the pipeline.
@@ -63,6 +63,21 @@ struct Prepared {
     dead_letters: Vec<NewDeadLetter>,
     alerts: Vec<usize>,
     drafts: Vec<Value>,
+    acks: Vec<(Acker, String)>,
+}
+
+fn ack_of(envelope: &Envelope) -> Option<(Acker, String)> {
+    envelope.ack.clone().map(|acker| (acker, envelope.stream.clone()))
+}
+
+fn position_of(envelope: &Envelope) -> Option<Position> {
+    let offset = envelope.offset?;
+    Some((
+        envelope.source.to_owned(),
+        envelope.stream.clone(),
+        envelope.partition,
+        offset,
+    ))
 }
 
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
@@ -113,12 +128,52 @@ impl Pipeline {
     }
 
     async fn handle(&mut self, batch: Vec<Envelope>, shutdown: &CancellationToken) {
+        let Some(batch) = self.drop_stored(batch, shutdown).await else { return };
         let head = self.wait_for_head(shutdown).await;
         let prepared = match self.prepare_with_retry(&batch, head, shutdown).await {
-            Some(prepared) => prepared,
+            Some(mut prepared) => {
+                prepared.acks = batch.iter().filter_map(ack_of).collect();
+                prepared
+            }
             None => return,
         };
         self.write_with_retry(prepared, shutdown).await;
+    }
+
+    /// Drops messages of log-based sources that are already stored (a
+    /// redelivery after a crash, or a repeat within the batch) and
+    /// acknowledges them again: each message is stored once.
+    async fn drop_stored(
+        &self,
+        batch: Vec<Envelope>,
+        shutdown: &CancellationToken,
+    ) -> Option<Vec<Envelope>> {
+        if batch.iter().all(|e| e.offset.is_none()) {
+            return Some(batch);
+        }
+        let positions: Vec<Position> = batch.iter().filter_map(position_of).collect();
+        let mut delay = Duration::from_millis(100);
+        let mut seen = loop {
+            match self.store.stored_positions(&positions).await {
+                Ok(stored) => break stored,
+                Err(err) => {
+                    warn!(target: "worker::pipeline", %err, "cannot check for repeats; retrying");
+                    if !sleep_or_cancel(&mut delay, shutdown).await {
+                        return None;
+                    }
+                }
+            }
+        };
+        let mut fresh = Vec::with_capacity(batch.len());
+        for envelope in batch {
+            let repeat = position_of(&envelope).is_some_and(|p| !seen.insert(p));
+            if !repeat {
+                fresh.push(envelope);
+            } else if let Some((acker, stream)) = ack_of(&envelope) {
+                acker.ack(&stream);
+            }
+        }
+        Some(fresh)
     }
 
     async fn wait_for_head(
@@ -217,7 +272,12 @@ impl Pipeline {
         let mut delay = Duration::from_millis(100);
         loop {
             match self.write(&mut prepared).await {
-                Ok(ids) => return self.publish(&prepared, &ids),
+                Ok(ids) => {
+                    for (acker, stream) in &prepared.acks {
+                        acker.ack(stream);
+                    }
+                    return self.publish(&prepared, &ids);
+                }
                 Err(err) if err.is_retryable() => {
                     Stats::bump(&self.stats.store_retries, 1);
                     warn!(target: "worker::pipeline", %err, "store failed; retrying");
@@ -282,7 +342,12 @@ impl Pipeline {
             tx.commit().await.map_err(WorkerError::from)
         };
         match result.await {
-            Ok(()) => Stats::bump(&self.stats.dead_letters, letters.len() as u64),
+            Ok(()) => {
+                Stats::bump(&self.stats.dead_letters, letters.len() as u64);
+                for (acker, stream) in &prepared.acks {
+                    acker.ack(stream);
+                }
+            }
             Err(err) => {
                 error!(target: "worker::pipeline", %err, lost = letters.len(), "messages lost")
             }

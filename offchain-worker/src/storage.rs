@@ -379,6 +379,37 @@ pub async fn insert_insights(
     Ok(ids.into_iter().map(|(id, _)| id).collect())
 }
 
+/// Where a message sits in a log-based source: source, stream, partition,
+/// offset.
+pub type Position = (String, String, i32, i64);
+
+impl Store {
+    /// Which of `positions` are already stored, as events or dead letters.
+    pub async fn stored_positions(
+        &self,
+        positions: &[Position],
+    ) -> Result<std::collections::HashSet<Position>, WorkerError> {
+        if positions.is_empty() {
+            return Ok(Default::default());
+        }
+        let rows: Vec<Position> = sqlx::query_as(
+            "WITH wanted AS (SELECT * FROM UNNEST($1::text[], $2::text[], $3::int4[], \
+             $4::int8[]) AS w(source, stream, partition, \"offset\")) \
+             SELECT e.source, e.stream, e.partition, e.\"offset\" FROM events e \
+             JOIN wanted USING (source, stream, partition, \"offset\") \
+             UNION SELECT d.source, d.stream, d.partition, d.\"offset\" FROM dead_letters d \
+             JOIN wanted USING (source, stream, partition, \"offset\")",
+        )
+        .bind(positions.iter().map(|p| p.0.clone()).collect::<Vec<_>>())
+        .bind(positions.iter().map(|p| p.1.clone()).collect::<Vec<_>>())
+        .bind(positions.iter().map(|p| p.2).collect::<Vec<_>>())
+        .bind(positions.iter().map(|p| p.3).collect::<Vec<_>>())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().collect())
+    }
+}
+
 /// Inserts dead letters in one statement.
 pub async fn insert_dead_letters(
     tx: &mut StoreTx,
@@ -390,7 +421,9 @@ pub async fn insert_dead_letters(
     sqlx::query(
         "INSERT INTO dead_letters (source, stream, partition, \"offset\", raw, reason, \
          received_at) SELECT * FROM UNNEST($1::text[], $2::text[], $3::int4[], \
-         $4::int8[], $5::bytea[], $6::text[], $7::timestamptz[])",
+         $4::int8[], $5::bytea[], $6::text[], $7::timestamptz[]) \
+         ON CONFLICT (source, stream, partition, \"offset\") WHERE \"offset\" IS NOT NULL \
+         DO NOTHING",
     )
     .bind(rows.iter().map(|r| r.source.clone()).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.stream.clone()).collect::<Vec<_>>())

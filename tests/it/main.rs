@@ -7,6 +7,7 @@ mod cluster;
 mod dashboard;
 mod end_to_end;
 mod redis_restart;
+mod redis_streams;
 mod reorg;
 mod rpc_errors;
 mod subscriptions;

@@ -141,7 +141,10 @@ impl Process {
     /// Sends SIGTERM and waits up to `grace` before killing.
     pub fn terminate(&mut self, grace: Duration) {
         let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", pid.as_str()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", pid.as_str()])
+            .stderr(Stdio::null())
+            .status();
         let started = Instant::now();
         while started.elapsed() < grace {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -207,20 +210,71 @@ pub struct Anvil {
 impl Anvil {
     /// Starts anvil on a free port and waits until it answers.
     pub async fn start() -> anyhow::Result<Self> {
-        let port = free_port();
+        Self::start_on(free_port()).await
+    }
+
+    /// Starts anvil on `port` and waits until it answers.
+    async fn start_on(port: u16) -> anyhow::Result<Self> {
         let args =
             ["--host", "127.0.0.1", "--port", &port.to_string(), "--block-time", "1"];
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        let process = spawn(&anvil_binary()?, &args, &[], "anvil")?;
+        let mut process = spawn(&anvil_binary()?, &args, &[], "anvil")?;
         let url = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if rpc::call(&url, "eth_chainId", json!([])).await.is_ok() {
                 return Ok(Self { url, process });
             }
+            if let Ok(Some(status)) = process.child.try_wait() {
+                bail!("anvil exited with {status}; log: {}", process.log_text());
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         bail!("anvil did not answer on {url}; log: {}", process.log_text())
+    }
+
+    /// The port anvil listens on.
+    pub fn port(&self) -> u16 {
+        let port = self.url.rsplit_once(':').map(|(_, port)| port);
+        port.and_then(|p| p.parse().ok()).expect("the anvil URL ends with its port")
+    }
+
+    /// Kills this anvil and starts a fresh chain, from block zero, on the
+    /// same port: what a node sees when its development chain is reset.
+    pub async fn reset(&mut self) -> anyhow::Result<()> {
+        let port = self.port();
+        self.process.kill();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match Self::start_on(port).await {
+                Ok(fresh) => {
+                    *self = fresh;
+                    return Ok(());
+                }
+                // The port may take a moment to be free again.
+                Err(err) if Instant::now() > deadline => return Err(err),
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+    }
+
+    /// The current block number.
+    pub async fn block_number(&self) -> anyhow::Result<u64> {
+        let head = rpc::call(&self.url, "eth_blockNumber", json!([])).await?;
+        let hex = head.as_str().context("eth_blockNumber is not a string")?;
+        Ok(u64::from_str_radix(hex.trim_start_matches("0x"), 16)?)
+    }
+
+    /// Stops mining: transactions wait in the pool until [`Anvil::resume_mining`].
+    pub async fn pause_mining(&self) -> anyhow::Result<()> {
+        rpc::call(&self.url, "evm_setIntervalMining", json!([0])).await?;
+        Ok(())
+    }
+
+    /// Mines a block a second again.
+    pub async fn resume_mining(&self) -> anyhow::Result<()> {
+        rpc::call(&self.url, "evm_setIntervalMining", json!([1])).await?;
+        Ok(())
     }
 }
 
@@ -373,6 +427,16 @@ impl Node {
     /// Restarts the node process with the same settings.
     pub async fn restart(&mut self) -> anyhow::Result<()> {
         self.process.terminate(Duration::from_secs(10));
+        self.process = spawn_node(&self.args)?;
+        self.wait_ready().await
+    }
+
+    /// Starts the node process again with the same settings, after it was
+    /// killed (see [`Process::kill`]); waits until it is ready.
+    pub async fn start_again(&mut self) -> anyhow::Result<()> {
+        if let Ok(None) = self.process.child.try_wait() {
+            bail!("the node is still running; kill it first or use `restart`");
+        }
         self.process = spawn_node(&self.args)?;
         self.wait_ready().await
     }

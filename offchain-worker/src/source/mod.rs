@@ -2,3 +2,4 @@
 //! [`crate::envelope::Envelope`]s on a bounded channel to the pipeline.
 
 pub mod redis;
+pub mod redis_streams;

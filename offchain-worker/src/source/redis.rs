@@ -120,6 +120,7 @@ impl RedisSource {
                 offset: None,
                 received_at: OffsetDateTime::now_utc(),
                 payload: message.get_payload_bytes().to_vec(),
+                ack: None,
             };
             if output.send(envelope).await.is_err() {
                 return Ended::Shutdown;
