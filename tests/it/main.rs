@@ -2,6 +2,7 @@
 //! Redis and anvil, driven as a client would.
 
 mod bad_input;
+mod chain_reset;
 mod cli;
 mod cluster;
 mod dashboard;
@@ -9,6 +10,7 @@ mod end_to_end;
 mod redis_restart;
 mod redis_streams;
 mod reorg;
+mod restart_anchoring;
 mod rpc_errors;
 mod subscriptions;
 mod websocket;

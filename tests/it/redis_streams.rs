@@ -13,7 +13,7 @@ const MALFORMED_EVERY: usize = 1000;
 const KILLS: usize = 5;
 
 fn message(i: usize) -> Vec<u8> {
-    if i % MALFORMED_EVERY == 0 {
+    if i.is_multiple_of(MALFORMED_EVERY) {
         return format!("malformed message {i}").into_bytes();
     }
     json!({ "name": "stream_load", "value": i, "timestamp": 1_700_000_000 + i as i64 })

@@ -72,16 +72,30 @@ impl AnchorManager {
                 continue;
             }
             match self.step(new_block, &mut last_batch).await {
-                Ok(()) => self.stats.anchor_failures.store(0, Ordering::Relaxed),
+                Ok(()) => {
+                    let failed = self.stats.anchor_failures.swap(0, Ordering::Relaxed);
+                    if failed > 0 {
+                        info!(target: "chain::anchor", failed, "anchoring works again");
+                    }
+                }
                 Err(err) => {
-                    Stats::bump(&self.stats.anchor_failures, 1);
+                    let failed =
+                        self.stats.anchor_failures.fetch_add(1, Ordering::Relaxed);
                     let cause = format!("{err:#}");
-                    *self
+                    let previous = self
                         .stats
                         .last_anchor_error
                         .lock()
-                        .unwrap_or_else(|e| e.into_inner()) = Some(cause);
-                    warn!(target: "chain::anchor", err = %format!("{err:#}"), "anchoring step failed; retrying");
+                        .unwrap_or_else(|e| e.into_inner())
+                        .replace(cause.clone());
+                    // A cause that persists (a chain reset, a node down) is
+                    // logged once, then at debug level while it lasts; health
+                    // reports it all along.
+                    if failed > 0 && previous.as_deref() == Some(cause.as_str()) {
+                        debug!(target: "chain::anchor", err = %cause, failed, "anchoring step failed again");
+                    } else {
+                        warn!(target: "chain::anchor", err = %cause, "anchoring step failed; retrying");
+                    }
                     tokio::select! {
                         () = shutdown.cancelled() => break,
                         () = tokio::time::sleep(RETRY_DELAY) => {}
@@ -115,6 +129,7 @@ impl AnchorManager {
         if !(full || due || (new_block && self.config.on_new_block)) {
             return Ok(());
         }
+        self.ensure_contract().await?;
         *last_batch = Instant::now();
         let batch_id = self.form_batch(&waiting).await?;
         let batch = self.store.batch(batch_id).await?.context("batch vanished")?;
@@ -146,8 +161,20 @@ impl AnchorManager {
         contract.lastRoot().call().await.context("reading lastRoot")
     }
 
+    /// Fails when the contract has no code: the chain was reset or is not
+    /// the one the contract was deployed on. A transaction to the address
+    /// would then be a plain call that anchors nothing, so none is sent.
+    async fn ensure_contract(&self) -> anyhow::Result<()> {
+        let code = self.provider.get_code_at(self.contract).await;
+        if code.context("reading the contract code")?.is_empty() {
+            bail!("no contract code at {}: chain reset? not anchoring", self.contract);
+        }
+        Ok(())
+    }
+
     /// Picks up a batch that was formed but is not known to be anchored.
     async fn resume(&self, batch: &BatchRow) -> anyhow::Result<()> {
+        self.ensure_contract().await?;
         let root = to_b256(&batch.root)?;
         let contract = InsightAnchor::new(self.contract, self.provider.clone());
         let record = contract.anchorOf(root).call().await.context("reading anchorOf")?;
