@@ -74,6 +74,17 @@ pub struct RunArgs {
     /// JSON-RPC port (`server.rpc_port`).
     #[arg(long, env = "ANALYTICS_RPC_PORT")]
     pub rpc_port: Option<u16>,
+    /// Consume Kafka (`kafka.enabled`).
+    #[arg(
+        long,
+        env = "ANALYTICS_KAFKA",
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub kafka: bool,
+    /// Kafka brokers (`kafka.brokers`).
+    #[arg(long, env = "ANALYTICS_KAFKA_BROKERS")]
+    pub kafka_brokers: Option<String>,
     /// How Redis is read (`redis.mode`): `pubsub` or `streams`.
     #[arg(long, env = "ANALYTICS_REDIS_MODE", value_enum)]
     pub redis_mode: Option<crate::config::RedisMode>,
@@ -95,6 +106,8 @@ impl RunArgs {
         set(&mut config.database.url, &self.database_url);
         set(&mut config.redis.url, &self.redis_url);
         set(&mut config.redis.mode, &self.redis_mode);
+        set(&mut config.kafka.brokers, &self.kafka_brokers);
+        config.kafka.enabled |= self.kafka;
         set(&mut config.chain.rpc_url, &self.eth_rpc_url);
         if self.contract.is_some() {
             config.chain.contract.clone_from(&self.contract);

@@ -11,6 +11,7 @@ use analytics_primitives::analysis::BaselineAnalyzer;
 use anyhow::Context;
 use offchain_worker::hub::Hub;
 use offchain_worker::pipeline::{Pipeline, PipelineConfig};
+use offchain_worker::source::kafka::{KafkaSettings, KafkaSource};
 use offchain_worker::source::redis::RedisSource;
 use offchain_worker::source::redis_streams::RedisStreamSource;
 use offchain_worker::stats::Stats;
@@ -80,6 +81,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         contract,
         chain_id,
         redis_enabled: config.redis.enabled,
+        kafka_enabled: config.kafka.enabled,
         connections: AtomicU64::new(0),
         ws: crate::ws::WsHub::new(config.ws_settings()),
         started: Instant::now(),
@@ -157,6 +159,15 @@ fn spawn_worker(
         },
     };
     tasks.spawn(pipeline.run(receiver, shutdown.clone()));
+    if config.kafka.enabled {
+        let settings = KafkaSettings {
+            brokers: config.kafka.brokers.clone(),
+            group: config.kafka.group.clone(),
+            topics: config.kafka.topics(),
+        };
+        let source = KafkaSource::new(settings, state.stats.clone());
+        tasks.spawn(source.run(sender.clone(), intake.clone()));
+    }
     if config.redis.enabled {
         let redis = &config.redis;
         let stats = state.stats.clone();

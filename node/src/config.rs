@@ -49,6 +49,8 @@ impl ConfigError {
 pub struct Config {
     /// Redis source.
     pub redis: RedisConfig,
+    /// Kafka source.
+    pub kafka: KafkaConfig,
     /// PostgreSQL.
     pub database: DatabaseConfig,
     /// Ethereum chain and anchoring.
@@ -124,6 +126,68 @@ impl RedisConfig {
             (self.system_metrics.clone(), StreamKind::SystemMetrics),
             (self.business_events.clone(), StreamKind::BusinessEvents),
         ])
+    }
+}
+
+/// Kafka source: any Kafka-protocol broker.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// Whether to consume Kafka. Default false.
+    pub enabled: bool,
+    /// Comma-separated `host:port` brokers. Default `localhost:9092`.
+    pub brokers: String,
+    /// Consumer group; workers in one group share the partitions. Default
+    /// `analytics_dashboard`.
+    pub group: String,
+    /// Topic carrying user events. Default `user_activities`.
+    pub user_activities: String,
+    /// Topic carrying system metrics. Default `system_events`.
+    pub system_events: String,
+    /// Topic carrying business events. Default `business_metrics`.
+    pub business_metrics: String,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            brokers: "localhost:9092".into(),
+            group: "analytics_dashboard".into(),
+            user_activities: "user_activities".into(),
+            system_events: "system_events".into(),
+            business_metrics: "business_metrics".into(),
+        }
+    }
+}
+
+impl KafkaConfig {
+    /// Topic name to the kind of event it carries.
+    pub fn topics(&self) -> BTreeMap<String, StreamKind> {
+        BTreeMap::from([
+            (self.user_activities.clone(), StreamKind::UserEvents),
+            (self.system_events.clone(), StreamKind::SystemMetrics),
+            (self.business_metrics.clone(), StreamKind::BusinessEvents),
+        ])
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.brokers.split(',').any(|b| b.trim().rsplit_once(':').is_none()) {
+            return Err(ConfigError::new(
+                "kafka.brokers",
+                "expected host:port[,host:port]",
+            ));
+        }
+        if self.group.trim().is_empty() {
+            return Err(ConfigError::new("kafka.group", "must not be empty"));
+        }
+        if self.topics().len() != 3 || self.topics().keys().any(|t| t.trim().is_empty()) {
+            return Err(ConfigError::new(
+                "kafka",
+                "the three topics must be distinct names",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -351,6 +415,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         check_url("redis.url", &self.redis.url, &["redis", "rediss"])?;
         check_channels(&self.redis)?;
+        self.kafka.validate()?;
         check_url("database.url", &self.database.url, &["postgres", "postgresql"])?;
         positive("database.max_connections", self.database.max_connections.into())?;
         check_url("chain.rpc_url", &self.chain.rpc_url, &["http", "https"])?;

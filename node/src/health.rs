@@ -52,7 +52,8 @@ impl<'a> HealthProbe<'a> {
         let all_up = anchoring.status == "ok"
             && services.postgres.up
             && services.chain.up
-            && (services.redis.up || !self.state.redis_enabled);
+            && (services.redis.up || !self.state.redis_enabled)
+            && (services.kafka.up || !self.state.kafka_enabled);
         let (memory_bytes, cpu_percent) = process_usage();
         let head = *self.state.heads.borrow();
         HealthView {
@@ -129,7 +130,12 @@ impl<'a> HealthProbe<'a> {
                 (true, 1) => status(true, "subscribed"),
                 (true, _) => status(false, "not subscribed; reconnecting"),
             };
-        let kafka = status(false, "not configured");
+        let kafka =
+            match (self.state.kafka_enabled, Stats::get(&self.state.stats.kafka_up)) {
+                (false, _) => status(false, "not configured"),
+                (true, 1) => status(true, "consuming"),
+                (true, _) => status(false, "not receiving; retrying"),
+            };
         Services { postgres, redis, chain, kafka }
     }
 }

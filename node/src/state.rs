@@ -31,6 +31,8 @@ pub struct NodeState {
     pub chain_id: u64,
     /// Whether the Redis source runs.
     pub redis_enabled: bool,
+    /// Whether the Kafka source runs.
+    pub kafka_enabled: bool,
     /// Open dashboard WebSocket connections.
     pub connections: AtomicU64,
     /// Dashboard WebSocket connections and their subscriptions.

@@ -23,6 +23,8 @@ pub struct Stats {
     pub redis_reconnects: AtomicU64,
     /// Whether the Redis subscription is currently up (1) or not (0).
     pub redis_up: AtomicU64,
+    /// Whether the Kafka consumer last received successfully (1) or not (0).
+    pub kafka_up: AtomicU64,
     /// Store batches that failed and were retried.
     pub store_retries: AtomicU64,
     /// Anchoring transactions confirmed, and the sum of their latencies

@@ -158,6 +158,7 @@ async fn serve(
         contract: Default::default(),
         chain_id: 0,
         redis_enabled: false,
+        kafka_enabled: false,
         connections: AtomicU64::new(0),
         ws: WsHub::new(settings),
         started: Instant::now(),

@@ -5,11 +5,13 @@
 //!   scoring rules;
 //! - [`throughput`]: samples per second through a detector on one thread;
 //! - [`fanout`]: WebSocket broadcast latency, losses and memory per client;
-//! - [`gas`]: gas per anchored batch and per insight.
+//! - [`gas`]: gas per anchored batch and per insight;
+//! - [`ingest`]: Kafka to PostgreSQL against PostgreSQL's `COPY`.
 
 pub mod corpus;
 pub mod fanout;
 pub mod gas;
+pub mod ingest;
 pub mod nab;
 pub mod score;
 pub mod throughput;
@@ -31,6 +33,8 @@ pub enum BenchCommand {
     Nab(nab::NabArgs),
     /// Samples per second through a detector on one thread.
     Throughput(throughput::ThroughputArgs),
+    /// Kafka ingest into PostgreSQL against PostgreSQL's own COPY rate.
+    Ingest(ingest::IngestArgs),
     /// Gas of anchoring batches of several sizes.
     Gas(gas::GasArgs),
     /// WebSocket broadcast fan-out: latency, losses and memory per client.
@@ -45,6 +49,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.command {
         BenchCommand::Fanout(args) => fanout::run(&args).await,
         BenchCommand::Gas(args) => gas::run(&args).await,
+        BenchCommand::Ingest(args) => ingest::run(&args).await,
         BenchCommand::FanoutClients(args) => fanout::clients(&args).await,
         BenchCommand::Nab(args) => nab::run(&args),
         BenchCommand::Throughput(args) => throughput::run(&args),

@@ -228,7 +228,7 @@ pub struct Services {
     pub redis: ServiceStatus,
     /// The chain RPC.
     pub chain: ServiceStatus,
-    /// Kafka: this node has no Kafka source, reported as not configured.
+    /// Kafka, or "not configured" when the Kafka source is off.
     pub kafka: ServiceStatus,
 }
 

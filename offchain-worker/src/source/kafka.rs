@@ -1,0 +1,240 @@
+//! Kafka source: at-least-once delivery with storage that keeps each
+//! message once, so the result is exactly once in PostgreSQL.
+//!
+//! Offsets are committed automatically by the client, but only offsets the
+//! node has *stored*, and it stores a message's offset only after the
+//! PostgreSQL transaction holding it committed (the pipeline acknowledges
+//! through [`Acker`]). A crash therefore replays from the last stored
+//! offset, and the pipeline drops what is already stored, by position
+//! (topic, partition, offset). On a rebalance the node commits what it
+//! stored before giving partitions up, and never stores an offset for a
+//! partition it no longer owns. Nothing here depends on a particular
+//! broker: any Kafka-protocol broker works.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use analytics_primitives::event::StreamKind;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::message::Message;
+use rdkafka::ClientContext;
+use time::OffsetDateTime;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::envelope::{Acker, Envelope};
+use crate::stats::Stats;
+
+/// The source kind recorded on events.
+pub const SOURCE: &str = "kafka";
+
+/// Settings of the Kafka source.
+#[derive(Debug, Clone)]
+pub struct KafkaSettings {
+    /// `host:port` list of brokers.
+    pub brokers: String,
+    /// Consumer group.
+    pub group: String,
+    /// Topic name to the kind of event it carries.
+    pub topics: BTreeMap<String, StreamKind>,
+}
+
+/// Partitions this consumer owns, kept current by rebalances.
+#[derive(Default)]
+pub struct Ownership {
+    owned: Mutex<HashSet<(String, i32)>>,
+}
+
+impl Ownership {
+    fn owns(&self, topic: &str, partition: i32) -> bool {
+        let owned = self.owned.lock().unwrap_or_else(|e| e.into_inner());
+        owned.contains(&(topic.to_owned(), partition))
+    }
+
+    fn update(&self, list: &rdkafka::TopicPartitionList, add: bool) {
+        let mut owned = self.owned.lock().unwrap_or_else(|e| e.into_inner());
+        for element in list.elements() {
+            let key = (element.topic().to_owned(), element.partition());
+            if add {
+                owned.insert(key);
+            } else {
+                owned.remove(&key);
+            }
+        }
+    }
+}
+
+/// Consumer callbacks: commit before giving partitions up, track ownership.
+pub struct Rebalancer {
+    ownership: Arc<Ownership>,
+}
+
+impl ClientContext for Rebalancer {}
+
+impl ConsumerContext for Rebalancer {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(list) = rebalance {
+            // What was stored so far is committed while still owned.
+            if let Err(err) = consumer.commit_consumer_state(CommitMode::Sync) {
+                debug!(target: "worker::kafka", %err, "nothing to commit on revoke");
+            }
+            self.ownership.update(list, false);
+            info!(target: "worker::kafka", partitions = list.count(), "partitions revoked");
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(list) => {
+                self.ownership.update(list, true);
+                info!(target: "worker::kafka", partitions = list.count(), "partitions assigned");
+            }
+            Rebalance::Error(err) => {
+                warn!(target: "worker::kafka", %err, "rebalance failed")
+            }
+            Rebalance::Revoke(_) => {}
+        }
+    }
+}
+
+/// The Kafka source.
+pub struct KafkaSource {
+    settings: KafkaSettings,
+    stats: Arc<Stats>,
+}
+
+impl KafkaSource {
+    /// A source with these settings.
+    pub fn new(settings: KafkaSettings, stats: Arc<Stats>) -> Self {
+        Self { settings, stats }
+    }
+
+    fn consumer(
+        &self,
+        ownership: Arc<Ownership>,
+    ) -> rdkafka::error::KafkaResult<StreamConsumer<Rebalancer>> {
+        ClientConfig::new()
+            .set("bootstrap.servers", &self.settings.brokers)
+            .set("group.id", &self.settings.group)
+            .set("enable.auto.commit", "true")
+            .set("auto.commit.interval.ms", "1000")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", "10000")
+            .set("partition.assignment.strategy", "range,roundrobin")
+            .create_with_context(Rebalancer { ownership })
+    }
+
+    /// Runs until `shutdown` fires or the pipeline goes away; commits the
+    /// stored offsets before returning.
+    pub async fn run(self, output: mpsc::Sender<Envelope>, shutdown: CancellationToken) {
+        let ownership = Arc::new(Ownership::default());
+        let consumer = match self.consumer(ownership.clone()) {
+            Ok(consumer) => Arc::new(consumer),
+            Err(err) => {
+                warn!(target: "worker::kafka", %err, "cannot create the Kafka consumer");
+                return;
+            }
+        };
+        let topics: Vec<&str> = self.settings.topics.keys().map(String::as_str).collect();
+        if let Err(err) = consumer.subscribe(&topics) {
+            warn!(target: "worker::kafka", %err, "cannot subscribe");
+            return;
+        }
+        info!(target: "worker::kafka", ?topics, group = %self.settings.group, "consuming");
+
+        let (ack_sender, ack_receiver) = mpsc::unbounded_channel();
+        let acker =
+            tokio::spawn(store_offsets(consumer.clone(), ownership, ack_receiver));
+        self.consume(&consumer, &output, &ack_sender, &shutdown).await;
+        drop(ack_sender);
+        drop(output);
+        // Offsets of what the pipeline commits while it drains still count.
+        let _ = tokio::time::timeout(Duration::from_secs(10), acker).await;
+        if let Err(err) = consumer.commit_consumer_state(CommitMode::Sync) {
+            debug!(target: "worker::kafka", %err, "final commit");
+        }
+    }
+
+    async fn consume(
+        &self,
+        consumer: &StreamConsumer<Rebalancer>,
+        output: &mpsc::Sender<Envelope>,
+        acks: &mpsc::UnboundedSender<(String, String)>,
+        shutdown: &CancellationToken,
+    ) {
+        loop {
+            let message = tokio::select! {
+                () = shutdown.cancelled() => return,
+                message = consumer.recv() => message,
+            };
+            let message = match message {
+                Ok(message) => message,
+                Err(err) => {
+                    self.stats.kafka_up.store(0, std::sync::atomic::Ordering::Relaxed);
+                    warn!(target: "worker::kafka", %err, "receive failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            };
+            self.stats.kafka_up.store(1, std::sync::atomic::Ordering::Relaxed);
+            let topic = message.topic().to_owned();
+            let Some(kind) = self.settings.topics.get(&topic).copied() else { continue };
+            let id = format!("{}:{}", message.partition(), message.offset());
+            let envelope = Envelope {
+                source: SOURCE,
+                stream: topic,
+                kind,
+                partition: message.partition(),
+                offset: Some(message.offset()),
+                received_at: OffsetDateTime::now_utc(),
+                payload: message.payload().unwrap_or_default().to_vec(),
+                ack: Some(Acker::new(acks.clone(), id)),
+            };
+            if output.send(envelope).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Stores the offset after each acknowledged message, for partitions still
+/// owned; the client commits stored offsets in the background.
+async fn store_offsets(
+    consumer: Arc<StreamConsumer<Rebalancer>>,
+    ownership: Arc<Ownership>,
+    mut acks: mpsc::UnboundedReceiver<(String, String)>,
+) {
+    while let Some((topic, id)) = acks.recv().await {
+        let Some((partition, offset)) = parse_id(&id) else { continue };
+        if !ownership.owns(&topic, partition) {
+            debug!(target: "worker::kafka", %topic, partition, "not owned; offset not stored");
+            continue;
+        }
+        if let Err(err) = consumer.store_offset(&topic, partition, offset + 1) {
+            debug!(target: "worker::kafka", %err, %topic, partition, "offset not stored");
+        }
+    }
+}
+
+fn parse_id(id: &str) -> Option<(i32, i64)> {
+    let (partition, offset) = id.split_once(':')?;
+    Some((partition.parse().ok()?, offset.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_acknowledgement_ids() {
+        assert_eq!(parse_id("3:42"), Some((3, 42)));
+        assert_eq!(parse_id("x:1"), None);
+        assert_eq!(parse_id("3"), None);
+    }
+}
