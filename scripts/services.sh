@@ -35,6 +35,9 @@ PG_PASSWORD=password
 PG_DB=analytics_db
 
 ANVIL_VERSION=1.7.1
+TANSU_VERSION=0.6.0
+KAFKA_PORT="${ANALYTICS_KAFKA_PORT:-9092}"
+TANSU_BIN="${CARGO_HOME:-$HOME/.cargo}/bin/tansu"
 ANVIL_NPM_DIR="$CACHE_DIR/npm"
 ANVIL_BIN="$CACHE_DIR/bin/anvil"
 
@@ -538,6 +541,67 @@ up_contracts() {
 # ---------------------------------------------------------------------------
 # Chromium, driven headless by the dashboard test (tests/js/dashboard-check.mjs)
 
+# ---------------------------------------------------------------------------
+# Kafka-protocol broker (tansu, a Rust Kafka broker from crates.io)
+
+KAFKA_DIR="$STATE_DIR/kafka"
+KAFKA_PID="$KAFKA_DIR/tansu.pid"
+KAFKA_LOG="$KAFKA_DIR/tansu.log"
+
+kafka_answers() {
+    (exec 3<>"/dev/tcp/$HOST/$KAFKA_PORT") 2>/dev/null
+}
+
+# Builds the pinned broker once (about 12 minutes on 2 cores) and reuses it.
+ensure_tansu_bin() {
+    if [[ -x "$TANSU_BIN" ]] && "$TANSU_BIN" --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
+        return 0
+    fi
+    echo "kafka      building tansu $TANSU_VERSION with cargo (once; about 12 minutes)" >&2
+    mkdir -p "$STATE_DIR"
+    if ! cargo install tansu --locked --version "$TANSU_VERSION" \
+        --features dynostore,libsql >>"$INSTALL_LOG" 2>&1; then
+        show_tail "$INSTALL_LOG"
+        die "cargo install tansu failed (log: $INSTALL_LOG)"
+    fi
+    echo installed
+}
+
+up_kafka() {
+    local acts="" where="$HOST:$KAFKA_PORT" pid i installed
+    installed="$(ensure_tansu_bin)"
+    [[ -n "$installed" ]] && add_action acts "installed tansu $TANSU_VERSION"
+    if kafka_answers; then
+        add_action acts "reused"
+        pid_alive "$KAFKA_PID" tansu >/dev/null || where="$where (already running, not managed here)"
+    else
+        mkdir -p "$KAFKA_DIR"
+        # SQLite storage keeps topics, messages and committed offsets across
+        # restarts of the broker. tansu reads the file path relative to its
+        # working directory, so it runs in the data directory.
+        (cd "$KAFKA_DIR" && exec setsid "$TANSU_BIN" broker \
+            --listener-url "tcp://$HOST:$KAFKA_PORT" \
+            --advertised-listener-url "tcp://$HOST:$KAFKA_PORT" \
+            --storage-engine "sqlite://tansu.db" \
+            </dev/null >"$KAFKA_LOG" 2>&1 9>&-) &
+        pid=$!
+        echo "$pid" >"$KAFKA_PID"
+        for ((i = 0; i < 200; i++)); do
+            kafka_answers && break
+            if ! proc_running "$pid"; then
+                rm -f "$KAFKA_PID"
+                show_tail "$KAFKA_LOG"
+                die "tansu exited at start; is another program on port $KAFKA_PORT? (log: $KAFKA_LOG)"
+            fi
+            sleep 0.1
+        done
+        kafka_answers || die "tansu does not accept connections on $where (log: $KAFKA_LOG)"
+        add_action acts "started"
+        where="$where (pid $pid, data $KAFKA_DIR, log $KAFKA_LOG)"
+    fi
+    report kafka "$acts" "$where"
+}
+
 CHROMIUM_BIN=/usr/bin/chromium
 
 up_chromium() {
@@ -562,6 +626,7 @@ cmd_up() {
     up_postgres
     up_redis
     up_anvil
+    up_kafka
     up_contracts
     up_chromium
 }
@@ -569,6 +634,7 @@ cmd_up() {
 cmd_down() {
     take_lock
     stop_pidfile anvil "$ANVIL_PID" anvil "$ETH_RPC_URL" anvil_answers
+    stop_pidfile kafka "$KAFKA_PID" tansu "$HOST:$KAFKA_PORT" kafka_answers
     stop_pidfile redis "$REDIS_PID" redis-server "$HOST:$REDIS_PORT" redis_ping
     down_postgres
 }
@@ -610,6 +676,7 @@ export DATABASE_URL='$DATABASE_URL'
 export REDIS_URL='$REDIS_URL'
 export ETH_RPC_URL='$ETH_RPC_URL'
 export ANVIL_BIN='$ANVIL_BIN'
+export KAFKA_BROKERS='$HOST:$KAFKA_PORT'
 EOF
 }
 

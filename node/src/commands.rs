@@ -164,6 +164,7 @@ fn spawn_worker(
             brokers: config.kafka.brokers.clone(),
             group: config.kafka.group.clone(),
             topics: config.kafka.topics(),
+            instance_id: config.kafka.instance_id.clone(),
         };
         let source = KafkaSource::new(settings, state.stats.clone());
         tasks.spawn(source.run(sender.clone(), intake.clone()));

@@ -146,6 +146,9 @@ pub struct KafkaConfig {
     pub system_events: String,
     /// Topic carrying business events. Default `business_metrics`.
     pub business_metrics: String,
+    /// Static membership id of this worker in the group; give each worker
+    /// its own, stable across restarts. Default: none (dynamic membership).
+    pub instance_id: Option<String>,
 }
 
 impl Default for KafkaConfig {
@@ -157,6 +160,7 @@ impl Default for KafkaConfig {
             user_activities: "user_activities".into(),
             system_events: "system_events".into(),
             business_metrics: "business_metrics".into(),
+            instance_id: None,
         }
     }
 }

@@ -7,6 +7,7 @@ mod cli;
 mod cluster;
 mod dashboard;
 mod end_to_end;
+mod kafka;
 mod redis_restart;
 mod redis_streams;
 mod reorg;

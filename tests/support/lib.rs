@@ -448,6 +448,14 @@ impl Node {
     /// Starts a second node on the same database and chain, subscribed to
     /// channels of its own.
     pub async fn start_peer(&self) -> anyhow::Result<Peer> {
+        self.start_peer_with(None).await
+    }
+
+    /// Like [`Node::start_peer`], with extra TOML configuration.
+    pub async fn start_peer_with(
+        &self,
+        config_toml: Option<&str>,
+    ) -> anyhow::Result<Peer> {
         let channels = Channels::unique();
         let rpc_port = free_port();
         let http_port = free_port();
@@ -475,6 +483,14 @@ impl Node {
         .iter()
         .map(|s| s.to_string())
         .collect();
+        let mut args = args;
+        if let Some(toml) = config_toml {
+            let dir = workspace_root().join("target/it-logs");
+            std::fs::create_dir_all(&dir)?;
+            let path = dir.join(format!("{}.toml", unique("peer-config")));
+            std::fs::write(&path, toml)?;
+            args.extend(["--config".to_owned(), path.display().to_string()]);
+        }
         let process = spawn_node(&args)?;
         let rpc_url = format!("http://127.0.0.1:{rpc_port}");
         wait_ready(&rpc_url, &process).await?;

@@ -133,8 +133,12 @@ async fn ingest(
         (format!("{name}_users"), StreamKind::UserEvents),
         (format!("{name}_business"), StreamKind::BusinessEvents),
     ]);
-    let settings =
-        KafkaSettings { brokers: args.brokers.clone(), group: name.to_owned(), topics };
+    let settings = KafkaSettings {
+        brokers: args.brokers.clone(),
+        group: name.to_owned(),
+        topics,
+        instance_id: None,
+    };
     let source = KafkaSource::new(settings, stats.clone());
 
     let started = Instant::now();

@@ -42,6 +42,10 @@ pub struct KafkaSettings {
     pub group: String,
     /// Topic name to the kind of event it carries.
     pub topics: BTreeMap<String, StreamKind>,
+    /// Static group membership (`group.instance.id`): a restarted worker
+    /// with the same id takes its partitions back at once instead of
+    /// waiting for the broker to expire its previous session.
+    pub instance_id: Option<String>,
 }
 
 /// Partitions this consumer owns, kept current by rebalances.
@@ -118,7 +122,11 @@ impl KafkaSource {
         &self,
         ownership: Arc<Ownership>,
     ) -> rdkafka::error::KafkaResult<StreamConsumer<Rebalancer>> {
-        ClientConfig::new()
+        let mut config = ClientConfig::new();
+        if let Some(id) = &self.settings.instance_id {
+            config.set("group.instance.id", id);
+        }
+        config
             .set("bootstrap.servers", &self.settings.brokers)
             .set("group.id", &self.settings.group)
             .set("enable.auto.commit", "true")
