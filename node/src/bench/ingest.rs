@@ -72,7 +72,9 @@ async fn measure(args: &IngestArgs, url: &str, name: &str) -> anyhow::Result<(f6
     sqlx::query("TRUNCATE events CASCADE").execute(store.pool()).await?;
 
     let topic = format!("{name}_metrics");
-    create_topic(&args.brokers, &topic, args.partitions).await?;
+    for name in [topic.clone(), format!("{name}_users"), format!("{name}_business")] {
+        create_topic(&args.brokers, &name, args.partitions).await?;
+    }
     let (brokers, produced_topic, count) =
         (args.brokers.clone(), topic.clone(), args.messages);
     tokio::task::spawn_blocking(move || produce(&brokers, &produced_topic, count))
