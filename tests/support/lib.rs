@@ -376,39 +376,14 @@ impl Node {
         let channels = Channels::unique();
         let rpc_port = free_port();
         let http_port = free_port();
-        let args: Vec<String> = [
-            "run",
-            "--database-url",
+        let args = node_args(
             &database.url,
-            "--redis-url",
             &redis_url,
-            "--eth-rpc-url",
             &anvil.url,
-            "--rpc-port",
-            &rpc_port.to_string(),
-            "--ws-port",
-            &http_port.to_string(),
-            "--confirmations",
-            "2",
-            "--user-events-channel",
-            &channels.user,
-            "--system-metrics-channel",
-            &channels.metrics,
-            "--business-events-channel",
-            &channels.business,
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let mut args = args;
-        if let Some(toml) = options.config_toml {
-            let path = workspace_root()
-                .join("target/it-logs")
-                .join(format!("{}.toml", unique("config")));
-            std::fs::create_dir_all(path.parent().expect("a parent"))?;
-            std::fs::write(&path, toml)?;
-            args.extend(["--config".to_owned(), path.display().to_string()]);
-        }
+            (rpc_port, http_port),
+            &channels,
+            options.config_toml.as_deref(),
+        )?;
         let process = spawn_node(&args)?;
         let node = Self {
             rpc_url: format!("http://127.0.0.1:{rpc_port}"),
@@ -459,38 +434,14 @@ impl Node {
         let channels = Channels::unique();
         let rpc_port = free_port();
         let http_port = free_port();
-        let args: Vec<String> = [
-            "run",
-            "--database-url",
+        let args = node_args(
             &self.database.url,
-            "--redis-url",
             &self.redis_url,
-            "--eth-rpc-url",
             &self.anvil.url,
-            "--rpc-port",
-            &rpc_port.to_string(),
-            "--ws-port",
-            &http_port.to_string(),
-            "--confirmations",
-            "2",
-            "--user-events-channel",
-            &channels.user,
-            "--system-metrics-channel",
-            &channels.metrics,
-            "--business-events-channel",
-            &channels.business,
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let mut args = args;
-        if let Some(toml) = config_toml {
-            let dir = workspace_root().join("target/it-logs");
-            std::fs::create_dir_all(&dir)?;
-            let path = dir.join(format!("{}.toml", unique("peer-config")));
-            std::fs::write(&path, toml)?;
-            args.extend(["--config".to_owned(), path.display().to_string()]);
-        }
+            (rpc_port, http_port),
+            &channels,
+            config_toml,
+        )?;
         let process = spawn_node(&args)?;
         let rpc_url = format!("http://127.0.0.1:{rpc_port}");
         wait_ready(&rpc_url, &process).await?;
@@ -588,6 +539,49 @@ async fn wait_ready(rpc_url: &str, process: &Process) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     bail!("node not ready within 60 s; log: {}", process.log_text())
+}
+
+/// The command line of a test node; extra TOML goes to a config file.
+fn node_args(
+    database_url: &str,
+    redis_url: &str,
+    chain_url: &str,
+    (rpc_port, http_port): (u16, u16),
+    channels: &Channels,
+    config_toml: Option<&str>,
+) -> anyhow::Result<Vec<String>> {
+    let mut args: Vec<String> = [
+        "run",
+        "--database-url",
+        database_url,
+        "--redis-url",
+        redis_url,
+        "--eth-rpc-url",
+        chain_url,
+        "--rpc-port",
+        &rpc_port.to_string(),
+        "--ws-port",
+        &http_port.to_string(),
+        "--confirmations",
+        "2",
+        "--user-events-channel",
+        &channels.user,
+        "--system-metrics-channel",
+        &channels.metrics,
+        "--business-events-channel",
+        &channels.business,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    if let Some(toml) = config_toml {
+        let dir = workspace_root().join("target/it-logs");
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join(format!("{}.toml", unique("config")));
+        std::fs::write(&path, toml)?;
+        args.extend(["--config".to_owned(), path.display().to_string()]);
+    }
+    Ok(args)
 }
 
 fn spawn_node(args: &[String]) -> anyhow::Result<Process> {
