@@ -94,6 +94,7 @@ cat <<EOF2
 
 The node is running on the local testnet:
   JSON-RPC      $RPC   (try: analytics_listInsights, analytics_getInsightProof)
+  Dashboard     http://127.0.0.1:$HTTP_PORT/
   Health        http://127.0.0.1:$HTTP_PORT/health   metrics: /metrics
   Contract      $CONTRACT on $ETH_RPC_URL
   Verify        $BIN verify $PROOF --rpc-url $ETH_RPC_URL --contract $CONTRACT
