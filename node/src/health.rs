@@ -69,6 +69,13 @@ impl<'a> HealthProbe<'a> {
             services,
             chain_head: head.map(|h| json!(h)),
             anchoring,
+            kafka_lag: self
+                .state
+                .stats
+                .kafka_lag
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
         }
     }
 
@@ -228,6 +235,20 @@ pub fn prometheus(state: &NodeState) -> String {
          analytics_anchor_latency_seconds_sum {latency_sum}\n\
          analytics_anchor_latency_seconds_count {anchored}"
     );
+    let lag = stats.kafka_lag.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    if !lag.is_empty() {
+        let _ = writeln!(
+            out,
+            "# HELP analytics_kafka_lag Messages behind the committed offset, per partition.\n\
+             # TYPE analytics_kafka_lag gauge"
+        );
+        for (partition, behind) in lag {
+            let _ = writeln!(
+                out,
+                "analytics_kafka_lag{{partition=\"{partition}\"}} {behind}"
+            );
+        }
+    }
     let gauges = [
         (
             "analytics_redis_up",

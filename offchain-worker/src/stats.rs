@@ -25,6 +25,9 @@ pub struct Stats {
     pub redis_up: AtomicU64,
     /// Whether the Kafka consumer last received successfully (1) or not (0).
     pub kafka_up: AtomicU64,
+    /// Kafka consumer lag per owned partition (`topic/partition` to the high
+    /// watermark minus the committed offset), refreshed every few seconds.
+    pub kafka_lag: Mutex<std::collections::BTreeMap<String, i64>>,
     /// Store batches that failed and were retried.
     pub store_retries: AtomicU64,
     /// Anchoring transactions confirmed, and the sum of their latencies

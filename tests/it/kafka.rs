@@ -174,6 +174,20 @@ async fn sigkilled_kafka_worker_stores_every_message_exactly_once() -> anyhow::R
     let mut letters: Vec<Vec<u8>> =
         sqlx::query_scalar("SELECT raw FROM dead_letters").fetch_all(&pool).await?;
     letters.sort();
+    // Every offset was committed: the reported lag of the topic drains to 0.
+    node.wait_for("committed offsets", Duration::from_secs(60), || async {
+        let health = node.health().await?;
+        let lag = health["kafkaLag"].as_object().cloned().unwrap_or_default();
+        let ours: Vec<i64> = lag
+            .iter()
+            .filter(|(k, _)| k.starts_with(&topics.metrics))
+            .filter_map(|(_, v)| v.as_i64())
+            .collect();
+        Ok((ours.len() == PARTITIONS as usize && ours.iter().all(|l| *l == 0))
+            .then_some(()))
+    })
+    .await?;
+
     let mut expected: Vec<Vec<u8>> =
         (0..MESSAGES).step_by(MALFORMED_EVERY).map(message).collect();
     expected.sort();

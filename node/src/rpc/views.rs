@@ -172,6 +172,9 @@ pub struct HealthView {
     pub chain_head: Option<Value>,
     /// Whether anchoring keeps up.
     pub anchoring: AnchoringStatus,
+    /// Kafka consumer lag per owned partition (`topic/partition`): the high
+    /// watermark minus the committed offset. Empty without Kafka.
+    pub kafka_lag: std::collections::BTreeMap<String, i64>,
 }
 
 /// Anchoring health.

@@ -159,6 +159,11 @@ impl KafkaSource {
         let (ack_sender, ack_receiver) = mpsc::unbounded_channel();
         let acker =
             tokio::spawn(store_offsets(consumer.clone(), ownership, ack_receiver));
+        let lag = tokio::spawn(report_lag(
+            consumer.clone(),
+            self.stats.clone(),
+            shutdown.clone(),
+        ));
         self.consume(&consumer, &output, &ack_sender, &shutdown).await;
         drop(ack_sender);
         drop(output);
@@ -167,6 +172,7 @@ impl KafkaSource {
         if let Err(err) = consumer.commit_consumer_state(CommitMode::Sync) {
             debug!(target: "worker::kafka", %err, "final commit");
         }
+        lag.abort();
     }
 
     async fn consume(
@@ -228,6 +234,45 @@ async fn store_offsets(
             debug!(target: "worker::kafka", %err, %topic, partition, "offset not stored");
         }
     }
+}
+
+/// Interval of consumer lag reports.
+const LAG_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Refreshes the lag of every owned partition in [`Stats::kafka_lag`]: the
+/// partition's high watermark minus the group's committed offset.
+async fn report_lag(
+    consumer: Arc<StreamConsumer<Rebalancer>>,
+    stats: Arc<Stats>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(LAG_INTERVAL) => {}
+        }
+        let consumer = consumer.clone();
+        // The client's metadata calls block; they run off the async threads.
+        let lag = tokio::task::spawn_blocking(move || partition_lag(&consumer)).await;
+        if let Ok(Ok(lag)) = lag {
+            *stats.kafka_lag.lock().unwrap_or_else(|e| e.into_inner()) = lag;
+        }
+    }
+}
+
+fn partition_lag(
+    consumer: &StreamConsumer<Rebalancer>,
+) -> rdkafka::error::KafkaResult<BTreeMap<String, i64>> {
+    let timeout = Duration::from_secs(2);
+    let committed = consumer.committed(timeout)?;
+    let mut lag = BTreeMap::new();
+    for element in committed.elements() {
+        let (topic, partition) = (element.topic(), element.partition());
+        let (low, high) = consumer.fetch_watermarks(topic, partition, timeout)?;
+        let done = element.offset().to_raw().filter(|o| *o >= 0).unwrap_or(low);
+        lag.insert(format!("{topic}/{partition}"), (high - done).max(0));
+    }
+    Ok(lag)
 }
 
 fn parse_id(id: &str) -> Option<(i32, i64)> {
