@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use integration_tests::{unique, Node, NodeOptions};
+use integration_tests::{
+    kill_while_consuming, unique, wait_all_stored, Node, NodeOptions,
+};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -109,10 +111,6 @@ fn produce(
     Ok(())
 }
 
-fn pause(round: usize) -> Duration {
-    Duration::from_millis(500 + ((round as u64 * 7919) % 2000))
-}
-
 #[tokio::test]
 async fn sigkilled_kafka_worker_stores_every_message_exactly_once() -> anyhow::Result<()>
 {
@@ -126,36 +124,13 @@ async fn sigkilled_kafka_worker_stores_every_message_exactly_once() -> anyhow::R
     let options = NodeOptions { config_toml: Some(config), ..NodeOptions::default() };
     let mut node = Node::launch(options).await?;
     let pool = node.database.pool().await?;
-    let mut mid_stream = 0;
-    let mut before = 0;
-    for round in 0..KILLS {
-        // Kill only once this incarnation made progress, a little later.
-        before = node
-            .wait_for("progress before a kill", Duration::from_secs(90), || async {
-                let stored = count(&pool, "SELECT count(*) FROM events").await?;
-                Ok((stored > before).then_some(stored))
-            })
-            .await?;
-        tokio::time::sleep(pause(round) / 4).await;
-        let stored = count(&pool, "SELECT count(*) FROM events").await?;
-        node.process.kill();
-        mid_stream += usize::from(stored > 0 && stored < MESSAGES as i64 * 9 / 10);
-        node.restart().await?;
-    }
+    let mid_stream =
+        kill_while_consuming(&mut node, &pool, KILLS, MESSAGES as i64).await?;
     assert!(mid_stream >= 3, "only {mid_stream} kills landed while consuming");
 
     let malformed = MESSAGES.div_ceil(MALFORMED_EVERY) as i64;
     let good = MESSAGES as i64 - malformed;
-    node.wait_for("every message stored", Duration::from_secs(300), || async {
-        let stored: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&pool).await?;
-        let dead: i64 = sqlx::query_scalar("SELECT count(*) FROM dead_letters")
-            .fetch_one(&pool)
-            .await?;
-        Ok((stored + dead >= MESSAGES as i64).then_some(()))
-    })
-    .await?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    wait_all_stored(&node, &pool, MESSAGES as i64).await?;
 
     let (events, distinct, sum): (i64, i64, i64) = sqlx::query_as(
         "SELECT count(*), count(DISTINCT (partition, \"offset\")), \

@@ -2,9 +2,9 @@
 //! consumes stores every message exactly once, and exactly the malformed
 //! ones as dead letters.
 
-use std::time::Duration;
-
-use integration_tests::{redis_connection, Node, NodeOptions};
+use integration_tests::{
+    kill_while_consuming, redis_connection, wait_all_stored, Node, NodeOptions,
+};
 use serde_json::json;
 
 const MESSAGES: usize = 100_000;
@@ -35,11 +35,6 @@ async fn produce(
     Ok(())
 }
 
-/// A deterministic spread of pauses between kills, 0.3 to 2.3 seconds.
-fn pause(round: usize) -> Duration {
-    Duration::from_millis(300 + ((round as u64 * 7919) % 2000))
-}
-
 #[tokio::test]
 async fn sigkilled_stream_worker_stores_every_message_exactly_once() -> anyhow::Result<()>
 {
@@ -53,30 +48,13 @@ async fn sigkilled_stream_worker_stores_every_message_exactly_once() -> anyhow::
     produce(&mut redis, &stream).await?;
 
     let pool = node.database.pool().await?;
-    let mut mid_stream = 0;
-    for round in 0..KILLS {
-        tokio::time::sleep(pause(round)).await;
-        let stored: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&pool).await?;
-        node.process.kill();
-        mid_stream += usize::from(stored > 0 && stored < MESSAGES as i64 * 9 / 10);
-        node.restart().await?;
-    }
+    let mid_stream =
+        kill_while_consuming(&mut node, &pool, KILLS, MESSAGES as i64).await?;
     assert!(mid_stream >= 3, "only {mid_stream} kills landed while consuming");
 
     let malformed = MESSAGES.div_ceil(MALFORMED_EVERY) as i64;
     let good = MESSAGES as i64 - malformed;
-    node.wait_for("every message stored", Duration::from_secs(300), || async {
-        let stored: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&pool).await?;
-        let dead: i64 = sqlx::query_scalar("SELECT count(*) FROM dead_letters")
-            .fetch_one(&pool)
-            .await?;
-        Ok((stored + dead >= MESSAGES as i64).then_some(()))
-    })
-    .await?;
-    // Give redeliveries a moment to show up if they were (wrongly) stored.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    wait_all_stored(&node, &pool, MESSAGES as i64).await?;
 
     let (events, distinct, sum): (i64, i64, i64) = sqlx::query_as(
         "SELECT count(*), count(DISTINCT \"offset\"), \

@@ -607,3 +607,56 @@ impl TryWaitRef for Child {
         Ok(if alive { None } else { Some(std::process::ExitStatus::default()) })
     }
 }
+
+/// Rows in a table of the node's database.
+pub async fn count_rows(pool: &sqlx::PgPool, table: &str) -> anyhow::Result<i64> {
+    let sql = format!("SELECT count(*) FROM {table}");
+    Ok(sqlx::query_scalar(&sql).fetch_one(pool).await?)
+}
+
+/// Kills the node with SIGKILL `kills` times while it consumes a backlog of
+/// `total` messages, each time once it has stored more than before, and
+/// restarts it. Returns how many kills landed mid-stream (after the first
+/// event stored and before 90 % of them).
+pub async fn kill_while_consuming(
+    node: &mut Node,
+    pool: &sqlx::PgPool,
+    kills: usize,
+    total: i64,
+) -> anyhow::Result<usize> {
+    let mut mid_stream = 0;
+    let mut before = 0;
+    for round in 0..kills {
+        before = node
+            .wait_for("progress before a kill", Duration::from_secs(90), || async {
+                let stored = count_rows(pool, "events").await?;
+                Ok((stored > before).then_some(stored))
+            })
+            .await?;
+        // A spread of short delays, so kills land at different points.
+        let delay = 100 + (round as u64 * 7919) % 500;
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+        let stored = count_rows(pool, "events").await?;
+        node.process.kill();
+        mid_stream += usize::from(stored > 0 && stored < total * 9 / 10);
+        node.restart().await?;
+    }
+    Ok(mid_stream)
+}
+
+/// Waits until events and dead letters together account for `total`
+/// messages, then a moment more so wrongly stored repeats would show.
+pub async fn wait_all_stored(
+    node: &Node,
+    pool: &sqlx::PgPool,
+    total: i64,
+) -> anyhow::Result<()> {
+    node.wait_for("every message stored", Duration::from_secs(300), || async {
+        let stored =
+            count_rows(pool, "events").await? + count_rows(pool, "dead_letters").await?;
+        Ok((stored >= total).then_some(()))
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    Ok(())
+}
