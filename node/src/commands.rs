@@ -45,7 +45,7 @@ pub async fn migrate(args: RunArgs) -> anyhow::Result<()> {
 /// `deploy`: deploys the contract and prints its address.
 pub async fn deploy(args: RunArgs) -> anyhow::Result<()> {
     let config = args.config()?;
-    let (provider, _) = chain::signing_provider(&config.chain).await?;
+    let provider = chain::signing_provider(&config.chain).await?.provider;
     let address = chain::deploy(&provider).await?;
     println!("{address}");
     Ok(())
@@ -59,11 +59,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let store = connect_store(&config).await?;
     store.migrate().await.context("applying migrations")?;
 
-    let (signer, anchorer) = chain::signing_provider(&config.chain).await?;
-    let chain_id = signer.get_chain_id().await?;
-    let contract = contract_address(&config, &store, &signer, chain_id).await?;
+    let signer = chain::signing_provider(&config.chain).await?;
+    let chain_id = signer.provider.get_chain_id().await?;
+    let contract = contract_address(&config, &store, &signer.provider, chain_id).await?;
     let reader = chain::read_provider(&config.chain.rpc_url)?;
-    info!(target: "node", %contract, chain_id, %anchorer, "chain ready");
+    info!(target: "node", %contract, chain_id, anchorer = %signer.address, "chain ready");
 
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
@@ -99,9 +99,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     tasks.spawn(
         AnchorManager {
             store,
-            provider: signer,
+            provider: signer.provider,
+            wallet: signer.wallet,
             contract,
-            anchorer,
+            anchorer: signer.address,
             chain_id,
             heads,
             config: config.anchor.clone(),

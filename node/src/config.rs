@@ -283,9 +283,15 @@ pub struct AnchorConfig {
     pub interval_ms: u64,
     /// Most insights in one batch. Default 1024.
     pub max_batch: u64,
-    /// Longest wait for an anchoring transaction's receipt, milliseconds.
-    /// Default 60000.
-    pub receipt_timeout_ms: u64,
+    /// Blocks an anchoring transaction may wait unincluded before it is
+    /// replaced by a copy with higher fees (same nonce). Default 3.
+    pub stuck_after_blocks: u64,
+    /// How much each replacement raises both EIP-1559 fee fields, percent;
+    /// at least 10, which nodes require of a replacement. Default 25.
+    pub fee_bump_percent: u64,
+    /// Ceiling of the fee cap (`maxFeePerGas`), gwei: no replacement goes
+    /// beyond it. Default 500.
+    pub max_fee_per_gas_gwei: u64,
 }
 
 impl Default for AnchorConfig {
@@ -295,7 +301,9 @@ impl Default for AnchorConfig {
             max_pending: 256,
             interval_ms: 5000,
             max_batch: 1024,
-            receipt_timeout_ms: 60_000,
+            stuck_after_blocks: 3,
+            fee_bump_percent: 25,
+            max_fee_per_gas_gwei: 500,
         }
     }
 }
@@ -429,7 +437,14 @@ impl Config {
         positive("chain.poll_interval_ms", self.chain.poll_interval_ms)?;
         positive("anchor.max_pending", self.anchor.max_pending)?;
         positive("anchor.interval_ms", self.anchor.interval_ms)?;
-        positive("anchor.receipt_timeout_ms", self.anchor.receipt_timeout_ms)?;
+        positive("anchor.stuck_after_blocks", self.anchor.stuck_after_blocks)?;
+        positive("anchor.max_fee_per_gas_gwei", self.anchor.max_fee_per_gas_gwei)?;
+        if !(10..=1000).contains(&self.anchor.fee_bump_percent) {
+            return Err(ConfigError::new(
+                "anchor.fee_bump_percent",
+                "must be 10 to 1000: nodes refuse replacements that raise fees by less than 10 %",
+            ));
+        }
         if !(1..=65_536).contains(&self.anchor.max_batch) {
             return Err(ConfigError::new("anchor.max_batch", "must be 1 to 65536"));
         }

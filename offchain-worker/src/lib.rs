@@ -6,7 +6,8 @@
 //! - [`envelope`]: a raw message as it left its source;
 //! - [`source`]: the sources (Redis pub/sub);
 //! - [`pipeline`]: parse, store, analyse, stamp and hash, in batches;
-//! - [`storage`]: every SQL statement, behind [`storage::Store`];
+//! - [`storage`]: every SQL statement, behind [`storage::Store`], with
+//!   [`anchor_txs`] holding those of the anchoring transaction manager;
 //! - [`hub`]: the broadcast channels dashboards and subscribers follow;
 //! - [`messages`]: broadcast payloads, live and replayed;
 //! - [`stats`]: counters shared with health and metrics endpoints;
@@ -15,6 +16,7 @@
 //! Pure logic (event parsing, hashing, Merkle trees, analysis) lives in
 //! `analytics-primitives`.
 
+pub mod anchor_txs;
 pub mod envelope;
 pub mod error;
 pub mod hub;

@@ -140,7 +140,7 @@ pub struct BatchRow {
     pub root: Vec<u8>,
     /// Root of the previous batch (zero for the first).
     pub prev_root: Vec<u8>,
-    /// Number of insights.
+    /// Number of leaves: the insights and the manifest.
     pub leaf_count: i32,
     /// `pending`, `submitted`, `anchored` or `final`.
     pub status: String,
@@ -164,6 +164,10 @@ pub struct BatchRow {
     pub anchored_at: Option<OffsetDateTime>,
     /// When it became final.
     pub finalized_at: Option<OffsetDateTime>,
+    /// Canonical JSON of the batch's manifest leaf.
+    pub manifest: Option<String>,
+    /// keccak256 of `manifest`: the value of the batch's last leaf.
+    pub manifest_hash: Option<Vec<u8>>,
 }
 
 /// Where a batch landed on chain.
@@ -437,7 +441,8 @@ pub async fn insert_dead_letters(
     Ok(())
 }
 
-const INSIGHT_COLUMNS: &str = "id, hash, kind, subject, severity, canonical, event_id, \
+pub(crate) const INSIGHT_COLUMNS: &str =
+    "id, hash, kind, subject, severity, canonical, event_id, \
      block_number, block_time, created_at, batch_id, leaf_index";
 
 impl Store {
@@ -487,10 +492,13 @@ impl Store {
         rows.into_iter().map(|(id, hash)| Ok((id, to_b256(&hash)?))).collect()
     }
 
-    /// The hashes of a batch in leaf order.
+    /// The leaf values of a batch in leaf order: its insights' hashes, then
+    /// its manifest's hash.
     pub async fn batch_hashes(&self, batch_id: i64) -> Result<Vec<B256>, WorkerError> {
         let rows: Vec<Vec<u8>> = sqlx::query_scalar(
-            "SELECT hash FROM insights WHERE batch_id = $1 ORDER BY leaf_index",
+            "SELECT hash FROM (SELECT hash, leaf_index FROM insights WHERE batch_id = $1 \
+             UNION ALL SELECT manifest_hash, 2147483647 FROM anchor_batches \
+             WHERE id = $1 AND manifest_hash IS NOT NULL) AS leaves ORDER BY leaf_index",
         )
         .bind(batch_id)
         .fetch_all(&self.pool)
@@ -502,7 +510,7 @@ impl Store {
 const BATCH_COLUMNS: &str =
     "id, root, prev_root, leaf_count, status, contract, chain_id, \
      tx_hash, onchain_batch, block_number, block_hash, block_timestamp, created_at, \
-     anchored_at, finalized_at";
+     anchored_at, finalized_at, manifest, manifest_hash";
 
 /// What a new batch is made of.
 #[derive(Debug, Clone)]
@@ -513,6 +521,10 @@ pub struct NewBatch<'a> {
     pub prev_root: B256,
     /// Insight ids in leaf order.
     pub insight_ids: &'a [i64],
+    /// The manifest leaf, canonical text and hash, which comes last.
+    pub manifest: (String, B256),
+    /// The dead letters the manifest accounts for.
+    pub dead_letter_ids: &'a [i64],
     /// Contract that anchors it.
     pub contract: Address,
     /// Chain id.
@@ -552,25 +564,29 @@ impl Store {
         Ok(rows.await?)
     }
 
-    /// Records a batch and assigns its insights their leaf positions.
+    /// Records a batch, assigns its insights their leaf positions and marks
+    /// the dead letters its manifest accounts for. Fails, changing nothing,
+    /// when any of them was batched meanwhile.
     pub async fn create_batch(&self, batch: NewBatch<'_>) -> Result<i64, WorkerError> {
         let mut tx = self.pool.begin().await?;
-        let count = i32::try_from(batch.insight_ids.len())
+        let count = i32::try_from(batch.insight_ids.len() + 1)
             .map_err(|_| WorkerError::Corrupt("batch too large".into()))?;
         let chain_id = i64::try_from(batch.chain_id)
             .map_err(|_| WorkerError::Corrupt("chain id beyond i64".into()))?;
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO anchor_batches (root, prev_root, leaf_count, contract, chain_id) \
-             VALUES ($1, $2, $3, $4, $5) RETURNING id",
+            "INSERT INTO anchor_batches (root, prev_root, leaf_count, contract, chain_id, \
+             manifest, manifest_hash) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
         )
         .bind(batch.root.to_vec())
         .bind(batch.prev_root.to_vec())
         .bind(count)
         .bind(batch.contract.to_vec())
         .bind(chain_id)
+        .bind(&batch.manifest.0)
+        .bind(batch.manifest.1.to_vec())
         .fetch_one(&mut *tx)
         .await?;
-        sqlx::query(
+        let insights = sqlx::query(
             "UPDATE insights SET batch_id = $1, leaf_index = x.n - 1 \
              FROM UNNEST($2::int8[]) WITH ORDINALITY AS x(id, n) \
              WHERE insights.id = x.id AND insights.batch_id IS NULL",
@@ -579,70 +595,24 @@ impl Store {
         .bind(batch.insight_ids)
         .execute(&mut *tx)
         .await?;
+        let letters = sqlx::query(
+            "UPDATE dead_letters SET batch_id = $1 \
+             WHERE id = ANY($2) AND batch_id IS NULL",
+        )
+        .bind(id)
+        .bind(batch.dead_letter_ids)
+        .execute(&mut *tx)
+        .await?;
+        if insights.rows_affected() != batch.insight_ids.len() as u64
+            || letters.rows_affected() != batch.dead_letter_ids.len() as u64
+        {
+            // Another node batched some of them first; nothing is recorded.
+            return Err(WorkerError::Corrupt(
+                "batch members were batched meanwhile".into(),
+            ));
+        }
         tx.commit().await?;
         Ok(id)
-    }
-
-    /// Records that the anchoring transaction was sent.
-    pub async fn mark_submitted(
-        &self,
-        id: i64,
-        tx_hash: B256,
-    ) -> Result<(), WorkerError> {
-        sqlx::query(
-            "UPDATE anchor_batches SET status = 'submitted', tx_hash = $2 \
-             WHERE id = $1 AND status = 'pending'",
-        )
-        .bind(id)
-        .bind(tx_hash.to_vec())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// Records the block that included the batch's root.
-    pub async fn mark_anchored(&self, id: i64, at: Inclusion) -> Result<(), WorkerError> {
-        sqlx::query(
-            "UPDATE anchor_batches SET status = 'anchored', tx_hash = $2, \
-             onchain_batch = $3, block_number = $4, block_hash = $5, \
-             block_timestamp = $6, anchored_at = now() \
-             WHERE id = $1 AND status IN ('pending', 'submitted')",
-        )
-        .bind(id)
-        .bind(at.tx_hash.to_vec())
-        .bind(to_i64(at.onchain_batch)?)
-        .bind(to_i64(at.block_number)?)
-        .bind(at.block_hash.to_vec())
-        .bind(to_i64(at.block_timestamp)?)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// Returns a batch whose anchoring block left the canonical chain to
-    /// `pending`, forgetting where it was included, so it is anchored again.
-    pub async fn mark_reorged(&self, id: i64) -> Result<(), WorkerError> {
-        sqlx::query(
-            "UPDATE anchor_batches SET status = 'pending', tx_hash = NULL, \
-             onchain_batch = NULL, block_number = NULL, block_hash = NULL, \
-             block_timestamp = NULL, anchored_at = NULL WHERE id = $1 AND status = 'anchored'",
-        )
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// Records that the batch reached the required confirmations.
-    pub async fn mark_final(&self, id: i64) -> Result<(), WorkerError> {
-        sqlx::query(
-            "UPDATE anchor_batches SET status = 'final', finalized_at = now() \
-             WHERE id = $1 AND status = 'anchored'",
-        )
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
     }
 }
 
@@ -725,7 +695,7 @@ pub fn to_b256(bytes: &[u8]) -> Result<B256, WorkerError> {
     })
 }
 
-fn to_i64(value: u64) -> Result<i64, WorkerError> {
+pub(crate) fn to_i64(value: u64) -> Result<i64, WorkerError> {
     i64::try_from(value).map_err(|_| WorkerError::Corrupt(format!("{value} exceeds i64")))
 }
 

@@ -13,5 +13,6 @@ mod redis_streams;
 mod reorg;
 mod restart_anchoring;
 mod rpc_errors;
+mod stuck_transaction;
 mod subscriptions;
 mod websocket;

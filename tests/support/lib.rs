@@ -276,6 +276,15 @@ impl Anvil {
         rpc::call(&self.url, "evm_setIntervalMining", json!([1])).await?;
         Ok(())
     }
+
+    /// Sets the base fee of the next block, in wei; later blocks follow
+    /// EIP-1559 from there (an empty block lowers it by an eighth).
+    pub async fn set_next_base_fee(&self, wei: u128) -> anyhow::Result<()> {
+        let quantity = format!("0x{wei:x}");
+        rpc::call(&self.url, "anvil_setNextBlockBaseFeePerGas", json!([quantity]))
+            .await?;
+        Ok(())
+    }
 }
 
 /// Redis channel names unique to one test.

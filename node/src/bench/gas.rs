@@ -27,7 +27,7 @@ pub struct GasArgs {
 /// Runs the benchmark and prints a table.
 pub async fn run(args: &GasArgs) -> anyhow::Result<()> {
     let config = args.run.config()?;
-    let (provider, _) = crate::chain::signing_provider(&config.chain).await?;
+    let provider = crate::chain::signing_provider(&config.chain).await?.provider;
     let address = crate::chain::deploy(&provider).await?;
     let contract = InsightAnchor::new(address, provider.clone());
 

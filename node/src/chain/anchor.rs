@@ -1,29 +1,51 @@
 //! Anchoring: groups waiting insights into Merkle batches, anchors each
-//! batch's root with the `InsightAnchor` contract, and marks batches final
-//! once they are deep enough.
+//! batch's root with the `InsightAnchor` contract through a persistent
+//! transaction manager, and marks batches final once they are deep enough.
 //!
 //! One batch is in flight at a time, because the contract accepts a root
-//! only on top of the last one. Every step is recorded in PostgreSQL before
-//! the next, so a restart resumes: a batch formed but not known on chain is
-//! sent again (the contract refuses a root twice, so this cannot double
-//! anchor), and one the chain already holds is recorded from the contract.
+//! only on top of the last one. Every anchoring transaction is built and
+//! signed here, recorded in `anchor_txs` before it is broadcast, and then
+//! followed block by block:
+//!
+//! - a transaction not included after `anchor.stuck_after_blocks` blocks is
+//!   replaced by a copy with the same nonce and both EIP-1559 fees raised by
+//!   `anchor.fee_bump_percent` (never beyond `anchor.max_fee_per_gas_gwei`);
+//! - whichever copy the chain includes anchors the batch, the others become
+//!   `replaced`;
+//! - a nonce taken by a transaction the node does not know, or a revert,
+//!   fails the copies and the batch gets a fresh transaction;
+//! - an anchoring block that leaves the canonical chain sends the batch
+//!   back to `pending`, and it is anchored again with the same root.
+//!
+//! A restart resumes from the database: recorded transactions are followed
+//! (and sent again, byte for byte, if the pool lost them); a batch the chain
+//! already holds is recorded from the contract. The contract refuses a root
+//! twice, so nothing is ever anchored twice.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use alloy::eips::Encodable2718;
+use alloy::network::{EthereumWallet, TransactionBuilder};
 use alloy::primitives::{Address, B256};
 use alloy::providers::{DynProvider, Provider};
-use alloy::rpc::types::{Filter, TransactionReceipt};
+use alloy::rpc::types::{Filter, TransactionReceipt, TransactionRequest};
 use alloy::sol_types::SolEvent;
+use alloy::transports::RpcError;
 use analytics_primitives::insight::BlockStamp;
+use analytics_primitives::manifest::{
+    DeadLetterDigest, Manifest, MAX_DEAD_LETTERS_PER_BATCH,
+};
 use analytics_primitives::merkle::MerkleTree;
 use anyhow::{bail, Context};
 use insight_anchor::InsightAnchor;
+use offchain_worker::anchor_txs::{AnchorTxRow, NewAnchorTx};
 use offchain_worker::hub::{Channel, Hub, NOTIFY_CHANNEL};
 use offchain_worker::stats::Stats;
 use offchain_worker::storage::{to_b256, BatchRow, Inclusion, NewBatch, Store};
 use serde_json::json;
+use time::OffsetDateTime;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -34,8 +56,10 @@ use crate::config::AnchorConfig;
 pub struct AnchorManager {
     /// Storage.
     pub store: Store,
-    /// A provider that signs with the anchoring key.
+    /// A provider on the chain (reads, and broadcasts of signed bytes).
     pub provider: DynProvider,
+    /// The wallet that signs anchoring transactions.
+    pub wallet: EthereumWallet,
     /// The contract.
     pub contract: Address,
     /// The anchoring account.
@@ -44,7 +68,7 @@ pub struct AnchorManager {
     pub chain_id: u64,
     /// Chain heads.
     pub heads: watch::Receiver<Option<BlockStamp>>,
-    /// Batching settings.
+    /// Batching and fee settings.
     pub config: AnchorConfig,
     /// Blocks, the anchoring block included, before a batch is final.
     pub confirmations: u64,
@@ -55,6 +79,8 @@ pub struct AnchorManager {
 }
 
 const RETRY_DELAY: Duration = Duration::from_secs(2);
+
+const WEI_PER_GWEI: u128 = 1_000_000_000;
 
 impl AnchorManager {
     /// Runs until `shutdown` fires.
@@ -114,45 +140,71 @@ impl AnchorManager {
         let open = self.store.open_batches(self.contract).await?;
         for batch in &open {
             match batch.status.as_str() {
-                "pending" | "submitted" => return self.resume(batch).await,
+                "pending" => return self.start(batch).await,
+                "submitted" => return self.track(batch).await,
                 "anchored" => self.finalize(batch).await?,
                 _ => {}
             }
         }
 
         let waiting = self.store.unbatched(self.config.max_batch as i64).await?;
-        if waiting.is_empty() {
-            return Ok(());
-        }
         let full = waiting.len() as u64 >= self.config.max_pending;
         let due = last_batch.elapsed() >= Duration::from_millis(self.config.interval_ms);
-        if !(full || due || (new_block && self.config.on_new_block)) {
+        let wanted = full || due || (new_block && self.config.on_new_block);
+        if !wanted {
+            return Ok(());
+        }
+        // Dead letters alone make a batch too, once the interval is over,
+        // so rejected input is committed even when nothing else arrives.
+        if waiting.is_empty()
+            && !(due && !self.store.unbatched_dead_letters(1).await?.is_empty())
+        {
             return Ok(());
         }
         self.ensure_contract().await?;
         *last_batch = Instant::now();
         let batch_id = self.form_batch(&waiting).await?;
         let batch = self.store.batch(batch_id).await?.context("batch vanished")?;
-        self.send(&batch).await
+        self.start(&batch).await
     }
 
+    /// Forms the next batch: the waiting insights in id order, then the
+    /// manifest accounting for the dead letters not yet in any batch.
     async fn form_batch(&self, waiting: &[(i64, B256)]) -> anyhow::Result<i64> {
-        let hashes: Vec<B256> = waiting.iter().map(|(_, h)| *h).collect();
+        let mut hashes: Vec<B256> = waiting.iter().map(|(_, h)| *h).collect();
         let ids: Vec<i64> = waiting.iter().map(|(id, _)| *id).collect();
-        let tree = MerkleTree::new(&hashes).map_err(|e| anyhow::anyhow!("{e}"))?;
         let prev_root = match self.store.last_batch(self.contract).await? {
             Some(last) => to_b256(&last.root)?,
             None => self.chain_last_root().await?,
         };
+        let letters =
+            self.store.unbatched_dead_letters(MAX_DEAD_LETTERS_PER_BATCH).await?;
+        let manifest = Manifest {
+            prev_root,
+            insights: ids.len() as u64,
+            dead_letters: DeadLetterDigest::of(&letters)?,
+        };
+        let (text, manifest_hash) = manifest.canonical()?;
+        hashes.push(manifest_hash);
+        let tree = MerkleTree::new(&hashes).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let letter_ids: Vec<i64> = letters.iter().map(|l| l.id).collect();
         let batch = NewBatch {
             root: tree.root(),
             prev_root,
             insight_ids: &ids,
+            manifest: (text, manifest_hash),
+            dead_letter_ids: &letter_ids,
             contract: self.contract,
             chain_id: self.chain_id,
         };
         let id = self.store.create_batch(batch).await?;
-        debug!(target: "chain::anchor", batch = id, leaves = ids.len(), "batch formed");
+        debug!(
+            target: "chain::anchor",
+            batch = id,
+            insights = ids.len(),
+            dead_letters = letter_ids.len(),
+            "batch formed"
+        );
         Ok(id)
     }
 
@@ -172,46 +224,294 @@ impl AnchorManager {
         Ok(())
     }
 
-    /// Picks up a batch that was formed but is not known to be anchored.
-    async fn resume(&self, batch: &BatchRow) -> anyhow::Result<()> {
+    /// A pending batch: recorded from the contract if the chain already
+    /// holds its root, otherwise given a new transaction.
+    async fn start(&self, batch: &BatchRow) -> anyhow::Result<()> {
         self.ensure_contract().await?;
+        if let Some(inclusion) = self.on_chain(batch).await? {
+            return self.record_anchored(batch, inclusion).await;
+        }
+        let request = self.anchor_request(batch)?;
+        let nonce = self.provider.get_transaction_count(self.anchorer).pending().await?;
+        let fees = self.provider.estimate_eip1559_fees().await?;
+        let ceiling = self.fee_ceiling();
+        let max_fee = fees.max_fee_per_gas.min(ceiling);
+        let tip = fees.max_priority_fee_per_gas.min(max_fee);
+        // Estimating also runs the call: a root the contract would refuse
+        // (wrong previous root, say) fails here with the contract's reason.
+        let gas = self.provider.estimate_gas(request.clone()).await.map_err(|e| {
+            anyhow::anyhow!("anchor() of batch {} would fail: {e}", batch.id)
+        })?;
+        let gas_limit = gas + gas / 5;
+        let tx = self.sign(request, nonce, max_fee, tip, gas_limit).await?;
+        let id = self.store.record_anchor_tx(tx.record(batch.id, self.anchorer)).await?;
+        if let Sent::FeeTooLow(reason) = self.broadcast(id, &tx.raw, tx.hash).await? {
+            self.store.mark_tx_failed(id, &reason).await?;
+            bail!("the node refused the anchoring transaction's fees: {reason}");
+        }
+        let details = json!({
+            "txHash": tx.hash,
+            "nonce": nonce,
+            "maxFeePerGas": max_fee.to_string(),
+            "maxPriorityFeePerGas": tip.to_string(),
+        });
+        self.publish(batch, "submitted", details).await;
+        Ok(())
+    }
+
+    /// A submitted batch: looks for a receipt of any of its transactions,
+    /// sends again what the pool lost, and replaces a stuck transaction.
+    async fn track(&self, batch: &BatchRow) -> anyhow::Result<()> {
+        self.ensure_contract().await?;
+        let txs = self.store.live_anchor_txs(batch.id).await?;
+        let Some(newest) = txs.last() else {
+            // Submitted without a transaction the node can follow.
+            if let Some(inclusion) = self.on_chain(batch).await? {
+                return self.record_anchored(batch, inclusion).await;
+            }
+            self.store.fail_anchor_txs(batch.id, "no transaction to follow").await?;
+            return Ok(());
+        };
+
+        for tx in txs.iter().filter(|tx| tx.state != "unsent") {
+            let hash = tx.hash()?;
+            let Some(receipt) = self.provider.get_transaction_receipt(hash).await? else {
+                continue;
+            };
+            if !receipt.status() {
+                let reason = format!("anchoring transaction {hash} reverted");
+                self.store.fail_anchor_txs(batch.id, &reason).await?;
+                self.publish(
+                    batch,
+                    "failed",
+                    json!({ "txHash": hash, "reason": reason }),
+                )
+                .await;
+                bail!(reason);
+            }
+            let inclusion = self.inclusion(&receipt, hash).await?;
+            let first = txs.first().map_or(tx.created_at, |t| t.created_at);
+            let waited = OffsetDateTime::now_utc() - first;
+            let latency_ms = u64::try_from(waited.whole_milliseconds()).unwrap_or(0);
+            Stats::bump(&self.stats.anchor_latency_count, 1);
+            Stats::bump(&self.stats.anchor_latency_ms_sum, latency_ms);
+            info!(
+                target: "chain::anchor",
+                batch = batch.id,
+                leaves = batch.leaf_count,
+                block = inclusion.block_number,
+                gas = receipt.gas_used,
+                copies = txs.len(),
+                latency_ms,
+                "batch anchored"
+            );
+            return self.record_anchored(batch, inclusion).await;
+        }
+
+        for tx in txs.iter().filter(|tx| tx.state == "unsent") {
+            if let Sent::FeeTooLow(reason) =
+                self.broadcast(tx.id, &tx.raw, tx.hash()?).await?
+            {
+                self.store.mark_tx_failed(tx.id, &reason).await?;
+                bail!("the node refused a recorded anchoring transaction: {reason}");
+            }
+        }
+
+        // The nonce went to a transaction the node does not know (or one of
+        // its copies was included since the receipts were read).
+        let nonce = newest.nonce();
+        let mined = self.provider.get_transaction_count(self.anchorer).latest().await?;
+        if mined > nonce {
+            if let Some(inclusion) = self.on_chain(batch).await? {
+                return self.record_anchored(batch, inclusion).await;
+            }
+            let reason = format!("nonce {nonce} was used by another transaction");
+            warn!(target: "chain::anchor", batch = batch.id, %reason, "sending a new anchoring transaction");
+            self.store.fail_anchor_txs(batch.id, &reason).await?;
+            self.publish(batch, "failed", json!({ "reason": reason })).await;
+            return Ok(());
+        }
+
+        // A pool that lost the transaction (restarted, or evicted it) gets
+        // the same bytes again; one that evicted it because the base fee
+        // rose past its fee cap refuses them, which makes it stuck now.
+        let head = self.head_number().await?;
+        let sent = newest.sent_at_block.and_then(|n| u64::try_from(n).ok());
+        let waited = sent.map_or(0, |sent| head.saturating_sub(sent));
+        let hash = newest.hash()?;
+        if newest.state == "broadcast"
+            && self.provider.get_transaction_by_hash(hash).await?.is_none()
+        {
+            debug!(target: "chain::anchor", %hash, "the pool lost the anchoring transaction; sending it again");
+            if let Sent::FeeTooLow(reason) =
+                self.broadcast(newest.id, &newest.raw, hash).await?
+            {
+                debug!(target: "chain::anchor", %hash, %reason, "the pool refuses its fees");
+                return self.replace(batch, newest, waited).await;
+            }
+        }
+        if sent.is_some() && waited >= self.config.stuck_after_blocks {
+            self.replace(batch, newest, waited).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends a copy of a stuck transaction with the same nonce and both
+    /// fees raised, within the ceiling.
+    async fn replace(
+        &self,
+        batch: &BatchRow,
+        stuck: &AnchorTxRow,
+        waited: u64,
+    ) -> anyhow::Result<()> {
+        let (old_fee, old_tip) = stuck.fees()?;
+        let estimate = self.provider.estimate_eip1559_fees().await?;
+        let percent = u128::from(self.config.fee_bump_percent);
+        let bump = |value: u128| value + (value * percent).div_ceil(100).max(1);
+        let ceiling = self.fee_ceiling();
+        let max_fee = bump(old_fee).max(estimate.max_fee_per_gas).min(ceiling);
+        let tip = bump(old_tip).max(estimate.max_priority_fee_per_gas).min(max_fee);
+        // Nodes accept a replacement only if both fees rise by 10 %.
+        let enough = |new: u128, old: u128| new * 10 >= old * 11;
+        if !enough(max_fee, old_fee) || !enough(tip, old_tip) {
+            debug!(
+                target: "chain::anchor",
+                batch = batch.id,
+                waited_blocks = waited,
+                max_fee_gwei = self.config.max_fee_per_gas_gwei,
+                "anchoring transaction stuck at the fee ceiling; waiting"
+            );
+            return Ok(());
+        }
+        let request = self.anchor_request(batch)?;
+        let gas_limit = u64::try_from(stuck.gas_limit)?;
+        let tx = self.sign(request, stuck.nonce(), max_fee, tip, gas_limit).await?;
+        let id = self.store.record_anchor_tx(tx.record(batch.id, self.anchorer)).await?;
+        if let Sent::FeeTooLow(reason) = self.broadcast(id, &tx.raw, tx.hash).await? {
+            self.store.mark_tx_failed(id, &reason).await?;
+            bail!("the node refused the replacement's fees: {reason}");
+        }
+        self.store.mark_txs_replaced(batch.id, id).await?;
+        let old_hash = stuck.hash()?;
+        info!(
+            target: "chain::anchor",
+            batch = batch.id,
+            nonce = stuck.nonce(),
+            waited_blocks = waited,
+            old = %old_hash,
+            new = %tx.hash,
+            max_fee_gwei = gwei_text(max_fee),
+            tip_gwei = gwei_text(tip),
+            "stuck anchoring transaction replaced with higher fees"
+        );
+        let details = json!({
+            "txHash": tx.hash,
+            "replaces": old_hash,
+            "nonce": stuck.nonce(),
+            "maxFeePerGas": max_fee.to_string(),
+            "maxPriorityFeePerGas": tip.to_string(),
+        });
+        self.publish(batch, "replaced", details).await;
+        Ok(())
+    }
+
+    fn fee_ceiling(&self) -> u128 {
+        u128::from(self.config.max_fee_per_gas_gwei) * WEI_PER_GWEI
+    }
+
+    /// The call `anchor(root, leafCount, prevRoot)` of a batch.
+    fn anchor_request(&self, batch: &BatchRow) -> anyhow::Result<TransactionRequest> {
+        let root = to_b256(&batch.root)?;
+        let prev_root = to_b256(&batch.prev_root)?;
+        let leaves = u64::try_from(batch.leaf_count)?;
+        let contract = InsightAnchor::new(self.contract, self.provider.clone());
+        let request = contract.anchor(root, leaves, prev_root).into_transaction_request();
+        Ok(request.from(self.anchorer))
+    }
+
+    /// Signs an EIP-1559 transaction with every field given.
+    async fn sign(
+        &self,
+        request: TransactionRequest,
+        nonce: u64,
+        max_fee: u128,
+        tip: u128,
+        gas_limit: u64,
+    ) -> anyhow::Result<SignedTx> {
+        let envelope = request
+            .nonce(nonce)
+            .with_chain_id(self.chain_id)
+            .with_gas_limit(gas_limit)
+            .with_max_fee_per_gas(max_fee)
+            .with_max_priority_fee_per_gas(tip)
+            .build(&self.wallet)
+            .await
+            .map_err(|e| anyhow::anyhow!("signing the anchoring transaction: {e}"))?;
+        Ok(SignedTx {
+            hash: *envelope.tx_hash(),
+            raw: envelope.encoded_2718(),
+            nonce,
+            max_fee,
+            tip,
+            gas_limit,
+        })
+    }
+
+    /// Sends recorded bytes and marks them `broadcast`. A node that already
+    /// holds them counts as sent; a refusal for fees is returned to the
+    /// caller; any other refusal fails that copy (and the batch, when no
+    /// other copy remains).
+    async fn broadcast(&self, id: i64, raw: &[u8], hash: B256) -> anyhow::Result<Sent> {
+        match self.provider.send_raw_transaction(raw).await {
+            Ok(_) => {}
+            Err(RpcError::ErrorResp(payload))
+                if payload.message.to_lowercase().contains("already known") => {}
+            Err(RpcError::ErrorResp(payload)) if fees_refused(&payload.message) => {
+                return Ok(Sent::FeeTooLow(payload.message.to_string()));
+            }
+            Err(RpcError::ErrorResp(payload)) => {
+                let reason = format!("the node refused {hash}: {}", payload.message);
+                self.store.mark_tx_failed(id, &reason).await?;
+                bail!(reason);
+            }
+            Err(err) => {
+                return Err(err).context("broadcasting the anchoring transaction")
+            }
+        }
+        let head = self.head_number().await?;
+        self.store.mark_tx_broadcast(id, head).await?;
+        Ok(Sent::Accepted)
+    }
+
+    async fn head_number(&self) -> anyhow::Result<u64> {
+        let known = self.heads.borrow().map(|head| head.number);
+        match known {
+            Some(number) => Ok(number),
+            None => Ok(self.provider.get_block_number().await?),
+        }
+    }
+
+    /// Where the chain recorded the batch's root, if it did.
+    async fn on_chain(&self, batch: &BatchRow) -> anyhow::Result<Option<Inclusion>> {
         let root = to_b256(&batch.root)?;
         let contract = InsightAnchor::new(self.contract, self.provider.clone());
         let record = contract.anchorOf(root).call().await.context("reading anchorOf")?;
         if record.batchId == 0 {
-            if self.still_pending(batch).await? {
-                return Ok(());
-            }
-            return self.send(batch).await;
+            return Ok(None);
         }
         let block = self
             .provider
             .get_block_by_number(record.blockNumber.into())
             .await?
             .context("anchoring block not found")?;
-        let known = batch.tx_hash.as_deref().map(to_b256).transpose()?;
-        let tx_hash = match known {
-            Some(hash) => hash,
-            None => self.find_anchoring_tx(root, record.blockNumber).await?,
-        };
-        let inclusion = Inclusion {
+        let tx_hash = self.find_anchoring_tx(root, record.blockNumber).await?;
+        Ok(Some(Inclusion {
             tx_hash,
             onchain_batch: record.batchId,
             block_number: record.blockNumber,
             block_hash: block.header.hash,
             block_timestamp: record.timestamp,
-        };
-        self.record_anchored(batch, inclusion).await
-    }
-
-    /// Whether the batch's transaction is still waiting in the mempool, in
-    /// which case sending another would only revert.
-    async fn still_pending(&self, batch: &BatchRow) -> anyhow::Result<bool> {
-        let Some(hash) = batch.tx_hash.as_deref().map(to_b256).transpose()? else {
-            return Ok(false);
-        };
-        let known = self.provider.get_transaction_by_hash(hash).await?;
-        Ok(known.is_some_and(|tx| tx.block_number.is_none()))
+        }))
     }
 
     /// The transaction that anchored `root` in `block`, from its event.
@@ -225,48 +525,6 @@ impl AnchorManager {
         let logs = self.provider.get_logs(&filter).await?;
         let log = logs.first().context("no Anchored event for a recorded root")?;
         log.transaction_hash.context("Anchored event without a transaction hash")
-    }
-
-    async fn send(&self, batch: &BatchRow) -> anyhow::Result<()> {
-        let root = to_b256(&batch.root)?;
-        let prev_root = to_b256(&batch.prev_root)?;
-        let leaves = u64::try_from(batch.leaf_count)?;
-        let contract = InsightAnchor::new(self.contract, self.provider.clone());
-        // The nonce comes from the chain each time: after a reorg the
-        // account's count goes back, and a remembered nonce would leave the
-        // transaction queued behind a gap forever.
-        let nonce = self.provider.get_transaction_count(self.anchorer).pending().await?;
-        let pending = contract
-            .anchor(root, leaves, prev_root)
-            .nonce(nonce)
-            .send()
-            .await
-            .map_err(|e| anyhow::anyhow!("anchor({root}) rejected: {e}"))?;
-        let tx_hash = *pending.tx_hash();
-        self.store.mark_submitted(batch.id, tx_hash).await?;
-        self.publish(batch, "submitted", json!({ "txHash": tx_hash })).await;
-        let started = Instant::now();
-
-        let timeout = Duration::from_millis(self.config.receipt_timeout_ms);
-        let receipt = pending
-            .with_timeout(Some(timeout))
-            .get_receipt()
-            .await
-            .context("waiting for the anchoring receipt")?;
-        let inclusion = self.inclusion(&receipt, tx_hash).await?;
-        let latency_ms = started.elapsed().as_millis() as u64;
-        Stats::bump(&self.stats.anchor_latency_count, 1);
-        Stats::bump(&self.stats.anchor_latency_ms_sum, latency_ms);
-        info!(
-            target: "chain::anchor",
-            batch = batch.id,
-            leaves,
-            block = inclusion.block_number,
-            gas = receipt.gas_used,
-            latency_ms,
-            "batch anchored"
-        );
-        self.record_anchored(batch, inclusion).await
     }
 
     async fn inclusion(
@@ -423,4 +681,52 @@ impl AnchorLock {
             .await?;
         Ok(taken.then_some(connection))
     }
+}
+
+/// A signed anchoring transaction, ready to record and send.
+struct SignedTx {
+    hash: B256,
+    raw: Vec<u8>,
+    nonce: u64,
+    max_fee: u128,
+    tip: u128,
+    gas_limit: u64,
+}
+
+impl SignedTx {
+    fn record(&self, batch_id: i64, sender: Address) -> NewAnchorTx<'_> {
+        NewAnchorTx {
+            batch_id,
+            sender,
+            nonce: self.nonce,
+            max_fee_per_gas: self.max_fee,
+            max_priority_fee_per_gas: self.tip,
+            gas_limit: self.gas_limit,
+            tx_hash: self.hash,
+            raw: &self.raw,
+        }
+    }
+}
+
+/// Wei as gwei with three decimals, for logs.
+fn gwei_text(wei: u128) -> String {
+    let milli = wei / 1_000_000;
+    format!("{}.{:03}", milli / 1000, milli % 1000)
+}
+
+/// What became of a broadcast.
+enum Sent {
+    /// The node took the transaction (or already had it).
+    Accepted,
+    /// The node refused it for its fees: below the base fee, or too small
+    /// a raise over a transaction with the same nonce.
+    FeeTooLow(String),
+}
+
+/// Whether a node's refusal is about fees (geth, anvil and reth word it so).
+fn fees_refused(message: &str) -> bool {
+    let message = message.to_lowercase();
+    message.contains("underpriced")
+        || message.contains("less than block base fee")
+        || message.contains("fee cap")
 }

@@ -47,13 +47,22 @@ pub fn read_provider(url: &str) -> anyhow::Result<DynProvider> {
     Ok(ProviderBuilder::new().connect_client(http_client(url)?).erased())
 }
 
-/// A provider that signs with the anchoring key, and the key's address.
+/// The anchoring account: a provider that signs with its key, the key's
+/// wallet for signing transactions the node builds itself, and its address.
+pub struct AnchorSigner {
+    /// A provider that fills and signs what it sends.
+    pub provider: DynProvider,
+    /// The wallet holding the key.
+    pub wallet: EthereumWallet,
+    /// The account's address.
+    pub address: Address,
+}
+
+/// The anchoring account.
 ///
 /// The key comes from [`ANCHOR_KEY_ENV`]; without it, a local anvil chain
 /// falls back to [`ANVIL_DEV_KEY`] and any other chain is refused.
-pub async fn signing_provider(
-    config: &ChainConfig,
-) -> anyhow::Result<(DynProvider, Address)> {
+pub async fn signing_provider(config: &ChainConfig) -> anyhow::Result<AnchorSigner> {
     let chain_id = read_provider(&config.rpc_url)?
         .get_chain_id()
         .await
@@ -70,11 +79,12 @@ pub async fn signing_provider(
         .parse()
         .map_err(|_| anyhow::anyhow!("{ANCHOR_KEY_ENV} is not a private key"))?;
     let address = signer.address();
+    let wallet = EthereumWallet::from(signer);
     let provider = ProviderBuilder::new()
-        .wallet(EthereumWallet::from(signer))
+        .wallet(wallet.clone())
         .connect_client(http_client(&config.rpc_url)?)
         .erased();
-    Ok((provider, address))
+    Ok(AnchorSigner { provider, wallet, address })
 }
 
 /// Fails when the chain is not the configured one.

@@ -6,8 +6,8 @@ use jsonrpsee::types::ErrorObjectOwned;
 use serde_json::Value;
 
 use super::views::{
-    BatchView, HealthView, HistoryParams, InsightView, ListParams, MetricPointView,
-    ProofView,
+    BatchExportView, BatchView, HealthView, HistoryParams, InsightView, ListParams,
+    MetricPointView, ProofView,
 };
 
 /// Result of an `analytics_*` call.
@@ -28,6 +28,11 @@ pub trait AnalyticsApi {
     /// One batch.
     #[method(name = "getBatch")]
     async fn get_batch(&self, id: i64) -> RpcResult<BatchView>;
+
+    /// A whole batch with every leaf's content, its manifest and the dead
+    /// letters it accounts for: the input of `verify` for a batch.
+    #[method(name = "exportBatch")]
+    async fn export_batch(&self, id: i64) -> RpcResult<BatchExportView>;
 
     /// Insights, newest first, optionally filtered.
     #[method(name = "listInsights")]

@@ -17,8 +17,8 @@ use tokio::sync::broadcast::error::RecvError;
 use super::api::{AnalyticsApiServer, RpcResult};
 use super::error::RpcError;
 use super::views::{
-    parse_rfc3339, BatchView, HealthView, HistoryParams, InsightView, ListParams,
-    MetricPointView, ProofView,
+    parse_rfc3339, rfc3339, BatchExportView, BatchLeafView, BatchView, DeadLetterView,
+    HealthView, HistoryParams, InsightView, ListParams, MetricPointView, ProofView,
 };
 use crate::config::ServerConfig;
 use crate::health::HealthProbe;
@@ -26,6 +26,8 @@ use crate::state::NodeState;
 
 /// Format tag of [`ProofView`] documents.
 pub const PROOF_FORMAT: &str = "analytics-insight-proof/1";
+/// Format tag of [`BatchExportView`] documents.
+pub const BATCH_FORMAT: &str = "analytics-batch-export/1";
 /// Most items any list or history call returns.
 pub const MAX_LIST: i64 = 1000;
 
@@ -109,6 +111,49 @@ impl AnalyticsRpc {
         })
     }
 
+    async fn export(&self, id: i64) -> Result<BatchExportView, RpcError> {
+        let store = &self.state.store;
+        let row = store.batch(id).await?;
+        let row = row.ok_or_else(|| RpcError::NotFound(format!("batch {id}")))?;
+        let mut leaves = Vec::new();
+        for insight in store.batch_insights(id).await? {
+            let leaf_index = insight.leaf_index.unwrap_or_default();
+            let view = InsightView::new(insight, None)?;
+            leaves.push(BatchLeafView {
+                id: view.id,
+                leaf_index,
+                hash: view.hash,
+                insight: view.insight,
+            });
+        }
+        let manifest = match &row.manifest {
+            Some(text) => Some(serde_json::from_str(text).map_err(anyhow::Error::from)?),
+            None => None,
+        };
+        let dead_letters = store
+            .batch_dead_letters(id)
+            .await?
+            .into_iter()
+            .map(|letter| DeadLetterView {
+                id: letter.record.id,
+                source: letter.record.source,
+                stream: letter.record.stream,
+                partition: letter.record.partition,
+                offset: letter.record.offset,
+                reason: letter.record.reason,
+                raw: format!("0x{}", alloy::hex::encode(&letter.record.raw)),
+                received_at: rfc3339(letter.received_at),
+            })
+            .collect();
+        Ok(BatchExportView {
+            format: BATCH_FORMAT.to_owned(),
+            batch: BatchView::new(&row)?,
+            leaves,
+            manifest,
+            dead_letters,
+        })
+    }
+
     async fn follow(
         &self,
         pending: PendingSubscriptionSink,
@@ -167,6 +212,10 @@ impl AnalyticsApiServer for AnalyticsRpc {
         let row = self.state.store.batch(id).await.map_err(RpcError::from)?;
         let row = row.ok_or_else(|| RpcError::NotFound(format!("batch {id}")))?;
         Ok(BatchView::new(&row).map_err(RpcError::from)?)
+    }
+
+    async fn export_batch(&self, id: i64) -> RpcResult<BatchExportView> {
+        Ok(self.export(id).await?)
     }
 
     async fn list_insights(

@@ -58,6 +58,61 @@ pub struct ProofView {
     pub batch: BatchView,
 }
 
+/// A whole batch, for an auditor to check offline and against the chain:
+/// every leaf's content, the manifest, and the dead letters the manifest
+/// accounts for.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchExportView {
+    /// Format of this document.
+    pub format: String,
+    /// The batch.
+    pub batch: BatchView,
+    /// The insights in leaf order.
+    pub leaves: Vec<BatchLeafView>,
+    /// The manifest, the batch's last leaf (absent only for batches formed
+    /// before manifests existed).
+    pub manifest: Option<Value>,
+    /// The dead letters the manifest accounts for, in id order.
+    pub dead_letters: Vec<DeadLetterView>,
+}
+
+/// One insight leaf of an exported batch.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchLeafView {
+    /// Insight id.
+    pub id: i64,
+    /// Leaf position.
+    pub leaf_index: i32,
+    /// keccak256 of the canonical JSON of `insight`.
+    pub hash: B256,
+    /// The hashed content.
+    pub insight: Value,
+}
+
+/// A dead letter as exported.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeadLetterView {
+    /// Id.
+    pub id: i64,
+    /// Source.
+    pub source: String,
+    /// Channel, stream or topic.
+    pub stream: String,
+    /// Partition.
+    pub partition: i32,
+    /// Position in the stream, where the source has one.
+    pub offset: Option<i64>,
+    /// Why it was rejected.
+    pub reason: String,
+    /// The message bytes, `0x` hex.
+    pub raw: String,
+    /// When it arrived.
+    pub received_at: String,
+}
+
 /// A batch and its anchoring.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -68,7 +123,7 @@ pub struct BatchView {
     pub root: B256,
     /// The previous batch's root (zero for the first).
     pub prev_root: B256,
-    /// Number of insights.
+    /// Number of leaves: its insights and its manifest.
     pub leaf_count: i32,
     /// `pending`, `submitted`, `anchored` or `final`.
     pub status: String,

@@ -9,6 +9,8 @@
 //! - [`canonical`]: RFC 8785 (JCS) canonical JSON;
 //! - [`merkle`]: OpenZeppelin-compatible StandardMerkleTree over `bytes32`
 //!   leaves, with proofs;
+//! - [`manifest`]: the manifest leaf by which a batch commits to the dead
+//!   letters it accounts for;
 //! - [`analysis`]: the streaming analysis behind the [`analysis::Analyzer`]
 //!   trait.
 
@@ -16,6 +18,7 @@ pub mod analysis;
 pub mod canonical;
 pub mod event;
 pub mod insight;
+pub mod manifest;
 pub mod merkle;
 pub mod timestamp;
 
