@@ -156,10 +156,11 @@ impl AnchorManager {
         }
         // Dead letters alone make a batch too, once the interval is over,
         // so rejected input is committed even when nothing else arrives.
-        if waiting.is_empty()
-            && !(due && !self.store.unbatched_dead_letters(1).await?.is_empty())
-        {
-            return Ok(());
+        if waiting.is_empty() {
+            let letters_waiting = !self.store.unbatched_dead_letters(1).await?.is_empty();
+            if !(due && letters_waiting) {
+                return Ok(());
+            }
         }
         self.ensure_contract().await?;
         *last_batch = Instant::now();
