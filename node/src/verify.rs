@@ -1,8 +1,12 @@
 //! The auditor's verifier. It reads an insight and its proof (the document
-//! `analytics_getInsightProof` returns) and checks it against the chain
-//! alone: it recomputes the insight hash from the content, the Merkle root
-//! from the proof, reads the root's record from the contract, and checks
-//! the blocks it names. It never reads the node's database.
+//! `analytics_getInsightProof` returns), or a whole batch (the document
+//! `analytics_exportBatch` returns), and checks it against the chain alone:
+//! it recomputes hashes from the content and the Merkle root from the
+//! proof or the leaves, reads the root's record from the contract, follows
+//! the chain of roots one batch back, and checks the blocks it names. With
+//! `--storage-proof` it also proves the record from the block's state root
+//! with `eth_getProof` instead of trusting `eth_call`. It never reads the
+//! node's database.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -20,7 +24,13 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::chain::read_provider;
-use crate::rpc::server::PROOF_FORMAT;
+use crate::rpc::server::{BATCH_FORMAT, PROOF_FORMAT};
+
+mod batch;
+mod chain;
+
+use batch::BatchDocument;
+use chain::{continuity, storage_proof};
 
 /// Options of `analytics-node verify`.
 #[derive(Debug, clap::Args)]
@@ -46,6 +56,11 @@ pub struct VerifyArgs {
     /// record are checked there too, so one lying endpoint is caught.
     #[arg(long)]
     pub second_rpc_url: Option<String>,
+    /// Also prove the root's record from the latest block's state root with
+    /// `eth_getProof` (account and storage Merkle-Patricia proofs), rather
+    /// than trusting the endpoint's `eth_call`.
+    #[arg(long)]
+    pub storage_proof: bool,
 }
 
 /// The part of the proof document the verifier reads.
@@ -81,9 +96,16 @@ pub struct Verdict {
 /// Runs `verify`; the process exits 0 only when `verified`.
 pub async fn run(args: VerifyArgs) -> anyhow::Result<Verdict> {
     let text = read_input(&args.proof)?;
-    let document: ProofDocument =
-        serde_json::from_str(&text).context("the proof document is not valid JSON")?;
+    let value: Value =
+        serde_json::from_str(&text).context("the document is not valid JSON")?;
     let provider = read_provider(&args.rpc_url)?;
+    if value["format"] == BATCH_FORMAT {
+        let document: BatchDocument = serde_json::from_value(value)
+            .context("the batch document does not have the exported layout")?;
+        return batch::check(&provider, &document, &args).await;
+    }
+    let document: ProofDocument = serde_json::from_value(value)
+        .context("the proof document does not have the expected layout")?;
     check(&provider, &document, &args).await
 }
 
@@ -153,7 +175,26 @@ async fn check(
             format!("chain id {chain_id} (document: {claimed})"),
         );
     }
-    let contract = match (args.contract, claim.and_then(|b| b.contract)) {
+    let Some(contract) =
+        pick_contract(provider, args, claim.and_then(|b| b.contract), &mut verdict)
+            .await?
+    else {
+        return Ok(verdict);
+    };
+
+    anchored(provider, contract, root, hash, document, args, &mut verdict).await?;
+    Ok(verdict)
+}
+
+/// The contract to check against: the auditor's, else the document's.
+/// `None` (noted as a failure) when no code lives there.
+async fn pick_contract(
+    provider: &DynProvider,
+    args: &VerifyArgs,
+    named: Option<Address>,
+    verdict: &mut Verdict,
+) -> anyhow::Result<Option<Address>> {
+    let contract = match (args.contract, named) {
         (Some(address), _) => {
             verdict.note(true, format!("contract {address} (given by the auditor)"));
             address
@@ -172,11 +213,9 @@ async fn check(
     let code = provider.get_code_at(contract).await?;
     if code.is_empty() {
         verdict.note(false, format!("no contract code at {contract}"));
-        return Ok(verdict);
+        return Ok(None);
     }
-
-    anchored(provider, contract, root, hash, document, args, &mut verdict).await?;
-    Ok(verdict)
+    Ok(Some(contract))
 }
 
 async fn anchored(
@@ -196,6 +235,10 @@ async fn anchored(
     let on_chain =
         anchor.verifyInsight(root, document.proof.clone(), hash).call().await?;
     verdict.note(on_chain, "contract's verifyInsight view accepts the proof".into());
+    continuity(provider, contract, root, &record, None, verdict).await?;
+    if args.storage_proof {
+        storage_proof(provider, contract, root, &record, verdict).await?;
+    }
 
     let block = provider
         .get_block_by_number(record.blockNumber.into())
@@ -258,12 +301,12 @@ async fn not_anchored(
 }
 
 /// How deep the anchoring block is, and what that makes it.
-struct Depth {
-    confirmations: u64,
-    status: String,
+pub(crate) struct Depth {
+    pub(crate) confirmations: u64,
+    pub(crate) status: String,
 }
 
-async fn depth(
+pub(crate) async fn depth(
     provider: &DynProvider,
     block: u64,
     args: &VerifyArgs,
@@ -287,7 +330,7 @@ async fn depth(
 }
 
 /// Asks a second endpoint for the same facts: one lying endpoint shows.
-async fn cross_check(
+pub(crate) async fn cross_check(
     url: &str,
     contract: Address,
     root: B256,
@@ -335,11 +378,11 @@ async fn computed_after(
     Ok(Some((number, hash, when)))
 }
 
-fn seconds_text(seconds: u64) -> String {
+pub(crate) fn seconds_text(seconds: u64) -> String {
     format_millis(i64::try_from(seconds).unwrap_or(0).saturating_mul(1000))
 }
 
-fn agreement(same: bool) -> &'static str {
+pub(crate) fn agreement(same: bool) -> &'static str {
     if same {
         "matches"
     } else {
@@ -348,7 +391,7 @@ fn agreement(same: bool) -> &'static str {
 }
 
 impl Verdict {
-    fn note(&mut self, ok: bool, line: String) {
+    pub(crate) fn note(&mut self, ok: bool, line: String) {
         self.verified &= ok;
         let mark = if ok { "ok  " } else { "FAIL" };
         self.lines.push(format!("{mark} {line}"));

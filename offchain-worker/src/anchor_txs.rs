@@ -7,7 +7,7 @@
 //! States change only along the machine in `state_transitions`; the
 //! database refuses anything else.
 
-use alloy_primitives::{Address, B256};
+use alloy_primitives::{keccak256, Address, B256};
 use analytics_primitives::manifest::DeadLetterRecord;
 use sqlx::FromRow;
 use time::OffsetDateTime;
@@ -85,11 +85,13 @@ pub struct NewAnchorTx<'a> {
     pub raw: &'a [u8],
 }
 
-/// A stored dead letter with its arrival time.
+/// A stored dead letter with its bytes and arrival time.
 #[derive(Debug, Clone)]
 pub struct StoredDeadLetter {
     /// What the manifest commits to.
     pub record: DeadLetterRecord,
+    /// The message exactly as received.
+    pub raw: Vec<u8>,
     /// When the worker received it.
     pub received_at: OffsetDateTime,
 }
@@ -103,8 +105,10 @@ type DeadLetterTuple =
 
 fn dead_letter(row: DeadLetterTuple) -> StoredDeadLetter {
     let (id, source, stream, partition, offset, reason, raw, received_at) = row;
-    let record = DeadLetterRecord { id, source, stream, partition, offset, reason, raw };
-    StoredDeadLetter { record, received_at }
+    let raw_hash = keccak256(&raw);
+    let record =
+        DeadLetterRecord { id, source, stream, partition, offset, reason, raw_hash };
+    StoredDeadLetter { record, raw, received_at }
 }
 
 impl Store {

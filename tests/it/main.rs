@@ -2,6 +2,7 @@
 //! Redis and anvil, driven as a client would.
 
 mod bad_input;
+mod batch_audit;
 mod chain_reset;
 mod cli;
 mod cluster;

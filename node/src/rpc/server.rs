@@ -28,6 +28,8 @@ use crate::state::NodeState;
 pub const PROOF_FORMAT: &str = "analytics-insight-proof/1";
 /// Format tag of [`BatchExportView`] documents.
 pub const BATCH_FORMAT: &str = "analytics-batch-export/1";
+/// Largest dead letter whose bytes an exported batch carries.
+pub const EXPORT_RAW_LIMIT: usize = 64 * 1024;
 /// Most items any list or history call returns.
 pub const MAX_LIST: i64 = 1000;
 
@@ -141,7 +143,9 @@ impl AnalyticsRpc {
                 partition: letter.record.partition,
                 offset: letter.record.offset,
                 reason: letter.record.reason,
-                raw: format!("0x{}", alloy::hex::encode(&letter.record.raw)),
+                raw_hash: letter.record.raw_hash,
+                raw: (letter.raw.len() <= EXPORT_RAW_LIMIT)
+                    .then(|| format!("0x{}", alloy::hex::encode(&letter.raw))),
                 received_at: rfc3339(letter.received_at),
             })
             .collect();

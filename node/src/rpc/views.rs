@@ -107,8 +107,11 @@ pub struct DeadLetterView {
     pub offset: Option<i64>,
     /// Why it was rejected.
     pub reason: String,
-    /// The message bytes, `0x` hex.
-    pub raw: String,
+    /// keccak256 of the message bytes.
+    pub raw_hash: B256,
+    /// The message bytes, `0x` hex; left out above 64 KiB, where the
+    /// auditor has `rawHash` alone.
+    pub raw: Option<String>,
     /// When it arrived.
     pub received_at: String,
 }

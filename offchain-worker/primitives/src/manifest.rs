@@ -50,8 +50,8 @@ pub struct DeadLetterRecord {
     pub offset: Option<i64>,
     /// Why it was rejected.
     pub reason: String,
-    /// The message exactly as received.
-    pub raw: Vec<u8>,
+    /// keccak256 of the message exactly as received.
+    pub raw_hash: B256,
 }
 
 impl DeadLetterRecord {
@@ -64,7 +64,7 @@ impl DeadLetterRecord {
             "partition": self.partition,
             "offset": self.offset,
             "reason": self.reason,
-            "rawHash": keccak256(&self.raw),
+            "rawHash": self.raw_hash,
         })
     }
 
@@ -208,7 +208,7 @@ mod tests {
             partition: 2,
             offset: Some(id * 10),
             reason: "invalid JSON".into(),
-            raw: raw.to_vec(),
+            raw_hash: keccak256(raw),
         }
     }
 
@@ -234,7 +234,7 @@ mod tests {
 
         // Any change to a letter's bytes, reason or position changes it.
         let mut changed = letters.clone();
-        changed[1].raw = b"\xff\x01".to_vec();
+        changed[1].raw_hash = keccak256(b"\xff\x01");
         assert_ne!(DeadLetterDigest::of(&changed).unwrap().digest, digest.digest);
         changed[1] = letters[1].clone();
         changed[1].reason = "other".into();
