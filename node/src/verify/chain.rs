@@ -125,13 +125,12 @@ pub(crate) async fn storage_proof(
         balance: proof.balance,
         storage_root: proof.storage_hash,
         code_hash: proof.code_hash,
-        ..Default::default()
     };
     let account_key = Nibbles::unpack(keccak256(contract));
     let account_ok = verify_proof(
         state_root,
         account_key,
-        Some(rlp::encode(&account)),
+        Some(rlp::encode(account)),
         &proof.account_proof,
     )
     .is_ok();
