@@ -23,6 +23,7 @@ INSERT INTO state_transitions (machine, from_state, to_state) VALUES
     ('anchor_tx', 'broadcast', 'replaced'),   -- a higher-fee copy took its nonce
     ('anchor_tx', 'broadcast', 'failed'),     -- reverted, or its nonce went elsewhere
     ('anchor_tx', 'replaced',  'included'),   -- the replaced copy won after all
+    ('anchor_tx', 'replaced',  'failed'),     -- its nonce went elsewhere, or reverted
     ('anchor_tx', 'included',  'final'),
     ('anchor_tx', 'included',  'reorged'),    -- its block left the canonical chain
     ('anchor_tx', 'included',  'failed'),     -- included but reverted

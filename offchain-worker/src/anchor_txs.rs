@@ -25,6 +25,8 @@ pub struct AnchorTxRow {
     /// `unsent`, `broadcast`, `included`, `final`, `replaced`, `failed` or
     /// `reorged`.
     pub state: String,
+    /// The signing account, 20 bytes.
+    pub sender: Vec<u8>,
     /// Nonce.
     pub nonce: i64,
     /// EIP-1559 fee cap, wei, as decimal text.
@@ -56,6 +58,12 @@ impl AnchorTxRow {
                 .map_err(|_| WorkerError::Corrupt(format!("fee {text:?} is not a u128")))
         };
         Ok((parse(&self.max_fee_per_gas)?, parse(&self.max_priority_fee_per_gas)?))
+    }
+
+    /// Its signing account.
+    pub fn sender(&self) -> Result<Address, WorkerError> {
+        Address::try_from(self.sender.as_slice())
+            .map_err(|_| WorkerError::Corrupt(format!("anchor tx {} sender", self.id)))
     }
 
     /// Its nonce.
@@ -96,7 +104,7 @@ pub struct StoredDeadLetter {
     pub received_at: OffsetDateTime,
 }
 
-const TX_COLUMNS: &str = "id, batch_id, state, nonce, max_fee_per_gas::text AS max_fee_per_gas, \
+const TX_COLUMNS: &str = "id, batch_id, state, sender, nonce, max_fee_per_gas::text AS max_fee_per_gas, \
      max_priority_fee_per_gas::text AS max_priority_fee_per_gas, gas_limit, tx_hash, raw, \
      sent_at_block, created_at";
 

@@ -50,8 +50,10 @@ async fn anchor<P: Provider>(
     size: usize,
     salt: u64,
 ) -> anyhow::Result<u64> {
+    // `size` insights and the batch's manifest leaf, as the node anchors.
     let hashes: Vec<B256> = (0..size.max(1))
         .map(|i| keccak256(format!("insight {salt} {i}").as_bytes()))
+        .chain([keccak256(format!("manifest {salt}").as_bytes())])
         .collect();
     let tree = MerkleTree::new(&hashes).map_err(|e| anyhow::anyhow!("{e}"))?;
     let receipt = contract

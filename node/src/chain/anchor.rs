@@ -321,7 +321,8 @@ impl AnchorManager {
         // The nonce went to a transaction the node does not know (or one of
         // its copies was included since the receipts were read).
         let nonce = newest.nonce();
-        let mined = self.provider.get_transaction_count(self.anchorer).latest().await?;
+        let sender = newest.sender()?;
+        let mined = self.provider.get_transaction_count(sender).latest().await?;
         if mined > nonce {
             if let Some(inclusion) = self.on_chain(batch).await? {
                 return self.record_anchored(batch, inclusion).await;
@@ -365,6 +366,17 @@ impl AnchorManager {
         stuck: &AnchorTxRow,
         waited: u64,
     ) -> anyhow::Result<()> {
+        let sender = stuck.sender()?;
+        if sender != self.anchorer {
+            // Sent by the node that anchored before this one, with a key
+            // this node does not hold: it cannot be replaced, so this node
+            // sends its own instead (the contract takes the root once).
+            let reason = format!("sent by another anchorer, {sender}, and stuck");
+            self.store.fail_anchor_txs(batch.id, &reason).await?;
+            let details = json!({ "txHash": stuck.hash()?, "reason": reason });
+            self.publish(batch, "failed", details).await;
+            return Ok(());
+        }
         let (old_fee, old_tip) = stuck.fees()?;
         let estimate = self.provider.estimate_eip1559_fees().await?;
         let percent = u128::from(self.config.fee_bump_percent);
@@ -375,14 +387,14 @@ impl AnchorManager {
         // Nodes accept a replacement only if both fees rise by 10 %.
         let enough = |new: u128, old: u128| new * 10 >= old * 11;
         if !enough(max_fee, old_fee) || !enough(tip, old_tip) {
-            debug!(
-                target: "chain::anchor",
-                batch = batch.id,
-                waited_blocks = waited,
-                max_fee_gwei = self.config.max_fee_per_gas_gwei,
-                "anchoring transaction stuck at the fee ceiling; waiting"
+            // Reported as a failing step: logged once, shown in health, and
+            // checked again at every step while the transaction waits.
+            bail!(
+                "anchoring transaction {} stuck for {waited} blocks at the fee ceiling \
+                 (anchor.max_fee_per_gas_gwei = {}); waiting",
+                stuck.hash()?,
+                self.config.max_fee_per_gas_gwei
             );
-            return Ok(());
         }
         let request = self.anchor_request(batch)?;
         let gas_limit = u64::try_from(stuck.gas_limit)?;

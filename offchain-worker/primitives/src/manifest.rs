@@ -12,7 +12,9 @@
 //! - a dead letter's hash is the hash of
 //!   `{"id", "source", "stream", "partition", "offset", "reason", "rawHash"}`
 //!   where `rawHash` is the keccak256 of the raw message bytes and `offset`
-//!   is `null` for sources without positions;
+//!   is the position as a decimal string (Redis Streams positions exceed
+//!   the integers JSON carries exactly), or `null` for sources without
+//!   positions;
 //! - the digest is the keccak256 of the dead letters' hashes concatenated
 //!   in ascending id order, or 32 zero bytes when there are none;
 //! - the manifest is
@@ -40,7 +42,7 @@ pub const MAX_DEAD_LETTERS_PER_BATCH: usize = 10_000;
 pub struct DeadLetterRecord {
     /// Id in the node's database, ascending in the order of recording.
     pub id: i64,
-    /// Source (`redis`, `redis-streams`, `kafka`).
+    /// Source (`redis`, `redis-stream`, `kafka`).
     pub source: String,
     /// Channel, stream or topic.
     pub stream: String,
@@ -62,7 +64,7 @@ impl DeadLetterRecord {
             "source": self.source,
             "stream": self.stream,
             "partition": self.partition,
-            "offset": self.offset,
+            "offset": self.offset.map(|offset| offset.to_string()),
             "reason": self.reason,
             "rawHash": self.raw_hash,
         })
@@ -242,6 +244,16 @@ mod tests {
         changed[1] = letters[1].clone();
         changed[1].offset = None;
         assert_ne!(DeadLetterDigest::of(&changed).unwrap().digest, digest.digest);
+    }
+
+    #[test]
+    fn positions_beyond_exact_json_integers_hash() {
+        // A Redis Streams position: milliseconds << 20 | sequence.
+        let mut big = letter(1, b"x");
+        big.offset = Some((1_796_000_000_000_i64 << 20) | 3);
+        let text = to_canonical_json(&big.content()).unwrap();
+        assert!(text.contains(r#""offset":"1883242496000000003""#), "{text}");
+        assert!(DeadLetterDigest::of(&[big]).is_ok());
     }
 
     #[test]
