@@ -107,6 +107,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             heads,
             config: config.anchor.clone(),
             confirmations: config.chain.confirmations,
+            finality: config.chain.finality,
             hub: state.hub.clone(),
             stats: state.stats.clone(),
         }

@@ -92,6 +92,18 @@ pub struct RedisConfig {
     pub consumer: String,
 }
 
+/// When an anchored batch counts as final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Finality {
+    /// At `chain.confirmations` blocks, the anchoring block included.
+    #[default]
+    Depth,
+    /// When the chain's `finalized` block reaches the anchoring block (for
+    /// chains with a finality gadget, such as Ethereum's proof of stake).
+    Finalized,
+}
+
 /// How the node reads Redis.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -229,6 +241,10 @@ pub struct ChainConfig {
     /// Blocks (the anchoring block included) before a batch is final.
     /// Default 2.
     pub confirmations: u64,
+    /// `depth` (final at `confirmations`) or `finalized` (final when the
+    /// chain's `finalized` block reaches the anchoring block). Default
+    /// `depth`.
+    pub finality: Finality,
     /// Interval of head polling when no subscription is available,
     /// milliseconds. Default 1000.
     pub poll_interval_ms: u64,
@@ -242,6 +258,7 @@ impl Default for ChainConfig {
             contract: None,
             chain_id: None,
             confirmations: 2,
+            finality: Finality::Depth,
             poll_interval_ms: 1000,
         }
     }

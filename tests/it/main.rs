@@ -8,6 +8,7 @@ mod cli;
 mod cluster;
 mod dashboard;
 mod end_to_end;
+mod finality;
 mod kafka;
 mod redis_restart;
 mod redis_streams;

@@ -26,7 +26,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use alloy::eips::Encodable2718;
+use alloy::eips::{BlockNumberOrTag, Encodable2718};
 use alloy::network::{EthereumWallet, TransactionBuilder};
 use alloy::primitives::{Address, B256};
 use alloy::providers::{DynProvider, Provider};
@@ -50,7 +50,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::config::AnchorConfig;
+use crate::config::{AnchorConfig, Finality};
 
 /// Settings and handles of the anchoring manager.
 pub struct AnchorManager {
@@ -72,6 +72,8 @@ pub struct AnchorManager {
     pub config: AnchorConfig,
     /// Blocks, the anchoring block included, before a batch is final.
     pub confirmations: u64,
+    /// Whether depth or the chain's `finalized` block makes a batch final.
+    pub finality: Finality,
     /// Broadcasts of status changes.
     pub hub: Hub,
     /// Counters.
@@ -605,13 +607,28 @@ impl AnchorManager {
             self.publish(batch, "reorged", details).await;
             return Ok(());
         }
-        if head.number + 1 < number + self.confirmations {
-            return Ok(());
-        }
+        let depth = (head.number + 1).saturating_sub(number);
+        let details = match self.finality {
+            Finality::Depth if depth >= self.confirmations => {
+                json!({ "confirmations": depth })
+            }
+            Finality::Finalized => {
+                let finalized = self
+                    .provider
+                    .get_block_by_number(BlockNumberOrTag::Finalized)
+                    .await
+                    .context("reading the chain's finalized block")?
+                    .context("the chain reports no finalized block")?;
+                if finalized.header.number < number {
+                    return Ok(());
+                }
+                json!({ "confirmations": depth, "finalizedBlock": finalized.header.number })
+            }
+            Finality::Depth => return Ok(()),
+        };
         self.store.mark_final(batch.id).await?;
         Stats::bump(&self.stats.batches_final, 1);
-        let depth = head.number + 1 - number;
-        self.publish(batch, "final", json!({ "confirmations": depth })).await;
+        self.publish(batch, "final", details).await;
         Ok(())
     }
 
