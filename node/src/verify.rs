@@ -236,9 +236,11 @@ async fn anchored(
         anchor.verifyInsight(root, document.proof.clone(), hash).call().await?;
     verdict.note(on_chain, "contract's verifyInsight view accepts the proof".into());
     continuity(provider, contract, root, &record, None, verdict).await?;
-    if args.storage_proof {
-        storage_proof(provider, contract, root, &record, verdict).await?;
-    }
+    let state_block = if args.storage_proof {
+        Some(storage_proof(provider, contract, root, &record, verdict).await?)
+    } else {
+        None
+    };
 
     let block = provider
         .get_block_by_number(record.blockNumber.into())
@@ -266,7 +268,8 @@ async fn anchored(
     if let Some(url) = &args.second_rpc_url {
         let blocks = [(record.blockNumber, block.header.hash)]
             .into_iter()
-            .chain(stamp.as_ref().map(|(number, hash, _)| (*number, *hash)));
+            .chain(stamp.as_ref().map(|(number, hash, _)| (*number, *hash)))
+            .chain(state_block);
         cross_check(url, contract, root, blocks.collect(), verdict).await?;
     }
     if let Some((number, _, time)) = stamp {

@@ -213,11 +213,14 @@ pub(crate) async fn check(
             args.min_confirmations
         ),
     );
-    if args.storage_proof {
-        storage_proof(provider, contract, root, &record, &mut verdict).await?;
-    }
+    let state_block = if args.storage_proof {
+        Some(storage_proof(provider, contract, root, &record, &mut verdict).await?)
+    } else {
+        None
+    };
     if let Some(url) = &args.second_rpc_url {
-        let blocks = vec![(record.blockNumber, block.header.hash)];
+        let mut blocks = vec![(record.blockNumber, block.header.hash)];
+        blocks.extend(state_block);
         cross_check(url, contract, root, blocks, &mut verdict).await?;
     }
     Ok(verdict)

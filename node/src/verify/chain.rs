@@ -93,14 +93,15 @@ pub(crate) async fn continuity(
 /// the state root to the contract's account (whose code must be the
 /// `InsightAnchor` of the committed artifact), and the storage proof from
 /// the account's storage root to the record's slot, whose word must decode
-/// to the record.
+/// to the record. Returns the number and hash of the block whose state was
+/// proven, for a second endpoint to confirm.
 pub(crate) async fn storage_proof(
     provider: &DynProvider,
     contract: Address,
     root: B256,
     record: &Record,
     verdict: &mut Verdict,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<(u64, B256)> {
     let block = provider
         .get_block_by_number(BlockNumberOrTag::Latest)
         .await?
@@ -144,9 +145,10 @@ pub(crate) async fn storage_proof(
         format!("the account's code hash {} is InsightAnchor's", proof.code_hash),
     );
 
+    let state_block = (number, block.header.hash);
     let Some(entry) = proof.storage_proof.first() else {
         verdict.note(false, "eth_getProof returned no storage proof".into());
-        return Ok(());
+        return Ok(state_block);
     };
     let word = entry.value;
     let expected = (!word.is_zero()).then(|| rlp::encode(word));
@@ -174,5 +176,5 @@ pub(crate) async fn storage_proof(
             decoded.0, decoded.1, decoded.2, decoded.3
         ),
     );
-    Ok(())
+    Ok(state_block)
 }
