@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use alloy::primitives::Address;
-use analytics_primitives::analysis::BaselineConfig;
+use analytics_primitives::analysis::AnalysisConfig;
 use analytics_primitives::event::StreamKind;
 use serde::Deserialize;
 
@@ -61,8 +61,9 @@ pub struct Config {
     pub pipeline: PipelineSettings,
     /// Listening sockets.
     pub server: ServerConfig,
-    /// The analysis.
-    pub analysis: BaselineConfig,
+    /// The analysis: which analyser runs (`analysis.analyzer`, default
+    /// `engine/1`) and its settings.
+    pub analysis: AnalysisConfig,
 }
 
 /// Redis pub/sub source.

@@ -11,6 +11,7 @@
 //! - [`dashboard`]: the live dashboard page at `/`;
 //! - [`relay`]: broadcasts across nodes sharing a database;
 //! - [`verify`]: the auditor's verifier, which trusts only the chain;
+//! - [`replay`]: recomputes stored insights from the stored events;
 //! - [`feed`]: publishes CSV series to Redis for demos and tests.
 
 pub mod bench;
@@ -24,6 +25,7 @@ pub mod health;
 pub mod http;
 pub mod logging;
 pub mod relay;
+pub mod replay;
 pub mod rpc;
 pub mod state;
 pub mod verify;

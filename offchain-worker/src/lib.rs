@@ -7,6 +7,8 @@
 //! - [`source`]: the sources (Redis pub/sub);
 //! - [`pipeline`]: parse, store, analyse, stamp and hash, in batches;
 //! - [`storage`]: every SQL statement, behind [`storage::Store`];
+//! - [`stored`]: the stored history read back in analysis order, for
+//!   replay;
 //! - [`hub`]: the broadcast channels dashboards and subscribers follow;
 //! - [`messages`]: broadcast payloads, live and replayed;
 //! - [`stats`]: counters shared with health and metrics endpoints;
@@ -23,6 +25,7 @@ pub mod pipeline;
 pub mod source;
 pub mod stats;
 pub mod storage;
+pub mod stored;
 
 pub use error::WorkerError;
 

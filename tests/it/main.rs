@@ -11,6 +11,7 @@ mod kafka;
 mod redis_restart;
 mod redis_streams;
 mod reorg;
+mod replay;
 mod restart_anchoring;
 mod rpc_errors;
 mod subscriptions;
