@@ -94,6 +94,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     ));
     let hub_receiver = state.hub.subscribe();
     tasks.spawn(state.ws.clone().dispatch(hub_receiver, shutdown.clone()));
+    let alerts = state.hub.subscribe();
+    crate::webhooks::spawn(&config.webhooks, alerts, &mut tasks, &shutdown)?;
     let intake = CancellationToken::new();
     spawn_worker(&config, &state, &mut tasks, &intake, &shutdown)?;
     tasks.spawn(

@@ -38,7 +38,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+    pub(crate) fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
         Self { field: field.into(), reason: reason.into() }
     }
 }
@@ -64,6 +64,8 @@ pub struct Config {
     /// The analysis: which analyser runs (`analysis.analyzer`, default
     /// `engine/1`) and its settings.
     pub analysis: AnalysisConfig,
+    /// Webhooks called for anomalies of chosen severities.
+    pub webhooks: crate::webhooks::WebhooksConfig,
 }
 
 /// Redis pub/sub source.
@@ -463,6 +465,7 @@ impl Config {
         positive("server.ws_queue_capacity", self.server.ws_queue_capacity as u64)?;
         positive("server.ws_heartbeat_secs", self.server.ws_heartbeat_secs)?;
         positive("server.ws_write_timeout_ms", self.server.ws_write_timeout_ms)?;
+        self.webhooks.validate()?;
         self.analysis
             .validate()
             .map_err(|e| ConfigError::new(format!("analysis.{}", e.field), e.reason))

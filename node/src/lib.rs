@@ -12,7 +12,8 @@
 //! - [`relay`]: broadcasts across nodes sharing a database;
 //! - [`verify`]: the auditor's verifier, which trusts only the chain;
 //! - [`replay`]: recomputes stored insights from the stored events;
-//! - [`feed`]: publishes CSV series to Redis for demos and tests.
+//! - [`feed`]: publishes CSV series to Redis for demos and tests;
+//! - [`webhooks`]: critical-anomaly webhooks, off the pipeline's path.
 
 pub mod bench;
 pub mod chain;
@@ -29,4 +30,5 @@ pub mod replay;
 pub mod rpc;
 pub mod state;
 pub mod verify;
+pub mod webhooks;
 pub mod ws;

@@ -15,4 +15,5 @@ mod replay;
 mod restart_anchoring;
 mod rpc_errors;
 mod subscriptions;
+mod webhooks;
 mod websocket;
