@@ -38,6 +38,9 @@ pub enum Command {
     Deploy(RunArgs),
     /// Verify an insight proof against the chain alone.
     Verify(VerifyArgs),
+    /// Recompute the insights from the stored events and compare them,
+    /// batch by batch, with the stored and anchored hashes.
+    Replay(RunArgs),
     /// Publish a `timestamp,value` CSV to Redis as system metrics.
     ReplayCsv(ReplayCsvArgs),
     /// Benchmark the analysis: NAB scores or throughput.

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use alloy::primitives::Address;
 use alloy::providers::{DynProvider, Provider};
-use analytics_primitives::analysis::BaselineAnalyzer;
+use analytics_primitives::analysis;
 use anyhow::Context;
 use offchain_worker::hub::Hub;
 use offchain_worker::pipeline::{Pipeline, PipelineConfig};
@@ -94,6 +94,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     ));
     let hub_receiver = state.hub.subscribe();
     tasks.spawn(state.ws.clone().dispatch(hub_receiver, shutdown.clone()));
+    let alerts = state.hub.subscribe();
+    crate::webhooks::spawn(&config.webhooks, alerts, &mut tasks, &shutdown)?;
     let intake = CancellationToken::new();
     spawn_worker(&config, &state, &mut tasks, &intake, &shutdown)?;
     tasks.spawn(
@@ -144,13 +146,13 @@ fn spawn_worker(
     intake: &CancellationToken,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
-    let analyzer = BaselineAnalyzer::new(config.analysis).map_err(|e| {
+    let analyzer = analysis::from_config(&config.analysis).map_err(|e| {
         anyhow::anyhow!("config field `analysis.{}`: {}", e.field, e.reason)
     })?;
     let (sender, receiver) = mpsc::channel(config.pipeline.queue_capacity);
     let pipeline = Pipeline {
         store: state.store.clone(),
-        analyzer: Box::new(analyzer),
+        analyzer,
         heads: state.heads.clone(),
         hub: state.hub.clone(),
         stats: state.stats.clone(),

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use alloy::primitives::Address;
-use analytics_primitives::analysis::BaselineConfig;
+use analytics_primitives::analysis::AnalysisConfig;
 use analytics_primitives::event::StreamKind;
 use serde::Deserialize;
 
@@ -38,7 +38,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+    pub(crate) fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
         Self { field: field.into(), reason: reason.into() }
     }
 }
@@ -61,8 +61,11 @@ pub struct Config {
     pub pipeline: PipelineSettings,
     /// Listening sockets.
     pub server: ServerConfig,
-    /// The analysis.
-    pub analysis: BaselineConfig,
+    /// The analysis: which analyser runs (`analysis.analyzer`, default
+    /// `engine/1`) and its settings.
+    pub analysis: AnalysisConfig,
+    /// Webhooks called for anomalies of chosen severities.
+    pub webhooks: crate::webhooks::WebhooksConfig,
 }
 
 /// Redis pub/sub source.
@@ -494,6 +497,7 @@ impl Config {
         positive("server.ws_queue_capacity", self.server.ws_queue_capacity as u64)?;
         positive("server.ws_heartbeat_secs", self.server.ws_heartbeat_secs)?;
         positive("server.ws_write_timeout_ms", self.server.ws_write_timeout_ms)?;
+        self.webhooks.validate()?;
         self.analysis
             .validate()
             .map_err(|e| ConfigError::new(format!("analysis.{}", e.field), e.reason))

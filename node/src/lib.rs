@@ -11,7 +11,9 @@
 //! - [`dashboard`]: the live dashboard page at `/`;
 //! - [`relay`]: broadcasts across nodes sharing a database;
 //! - [`verify`]: the auditor's verifier, which trusts only the chain;
-//! - [`feed`]: publishes CSV series to Redis for demos and tests.
+//! - [`replay`]: recomputes stored insights from the stored events;
+//! - [`feed`]: publishes CSV series to Redis for demos and tests;
+//! - [`webhooks`]: critical-anomaly webhooks, off the pipeline's path.
 
 pub mod bench;
 pub mod chain;
@@ -24,7 +26,9 @@ pub mod health;
 pub mod http;
 pub mod logging;
 pub mod relay;
+pub mod replay;
 pub mod rpc;
 pub mod state;
 pub mod verify;
+pub mod webhooks;
 pub mod ws;

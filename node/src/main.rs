@@ -48,6 +48,19 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             println!("{text}");
             Ok(code)
         }
+        Command::Replay(args) => {
+            let report = analytics_node::replay::run(args).await?;
+            for line in &report.lines {
+                println!("{line}");
+            }
+            let (text, code) = if report.matches {
+                ("REPLAY MATCHES", ExitCode::SUCCESS)
+            } else {
+                ("REPLAY DIFFERS", ExitCode::FAILURE)
+            };
+            println!("{text}");
+            Ok(code)
+        }
         Command::ReplayCsv(args) => {
             let published = feed::run(args).await?;
             println!("published {published} messages");

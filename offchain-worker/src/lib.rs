@@ -8,6 +8,8 @@
 //! - [`pipeline`]: parse, store, analyse, stamp and hash, in batches;
 //! - [`storage`]: every SQL statement, behind [`storage::Store`], with
 //!   [`anchor_txs`] holding those of the anchoring transaction manager;
+//! - [`stored`]: the stored history read back in analysis order, for
+//!   replay;
 //! - [`hub`]: the broadcast channels dashboards and subscribers follow;
 //! - [`messages`]: broadcast payloads, live and replayed;
 //! - [`stats`]: counters shared with health and metrics endpoints;
@@ -25,6 +27,7 @@ pub mod pipeline;
 pub mod source;
 pub mod stats;
 pub mod storage;
+pub mod stored;
 
 pub use error::WorkerError;
 

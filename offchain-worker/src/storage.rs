@@ -507,7 +507,7 @@ impl Store {
     }
 }
 
-const BATCH_COLUMNS: &str =
+pub(crate) const BATCH_COLUMNS: &str =
     "id, root, prev_root, leaf_count, status, contract, chain_id, \
      tx_hash, onchain_batch, block_number, block_hash, block_timestamp, created_at, \
      anchored_at, finalized_at, manifest, manifest_hash";

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use alloy::primitives::B256;
-use analytics_primitives::analysis::BaselineAnalyzer;
+use analytics_primitives::analysis::{self, AnalysisConfig};
 use analytics_primitives::event::StreamKind;
 use analytics_primitives::insight::BlockStamp;
 use anyhow::Context;
@@ -120,7 +120,8 @@ async fn ingest(
     let (sender, receiver) = mpsc::channel(10_000);
     let pipeline = Pipeline {
         store: store.clone(),
-        analyzer: Box::new(BaselineAnalyzer::default()),
+        analyzer: analysis::from_config(&AnalysisConfig::default())
+            .expect("the default settings are valid"),
         heads,
         hub: Hub::new(),
         stats: stats.clone(),

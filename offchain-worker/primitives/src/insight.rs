@@ -76,6 +76,65 @@ pub struct InsightDraft {
     pub summary: String,
     /// Kind-specific figures; a JSON object of finite numbers and strings.
     pub data: Value,
+    /// What the insight was computed from, when the analysis records it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<Provenance>,
+}
+
+/// What an insight was computed from: enough to find its inputs among the
+/// stored events and to check that they are the ones it saw.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Provenance {
+    /// The analysed series: the event stream, and for metrics `/` and the
+    /// metric name (`redis:system_metrics/cpu`).
+    pub stream: String,
+    /// Id of the first stored event of the inputs.
+    pub first_event: i64,
+    /// Id of the last stored event of the inputs.
+    pub last_event: i64,
+    /// Number of input events (ids in between may belong to other series).
+    pub events: u64,
+    /// keccak256 of the inputs' records, in order (see [`InputDigest`]).
+    pub inputs_digest: B256,
+    /// keccak256 of the canonical JSON of the analysis configuration.
+    pub config_digest: B256,
+}
+
+/// Builds the digest of an insight's inputs: keccak256 over the
+/// concatenated 24-byte records of the input events, in analysis order,
+/// each `id ‖ timestamp_ms ‖ value`, the first two as big-endian signed
+/// 64-bit integers and the value as the big-endian bits of its IEEE 754
+/// double (0 for events without a value).
+#[derive(Debug, Clone, Default)]
+pub struct InputDigest {
+    bytes: Vec<u8>,
+    first: Option<i64>,
+    last: i64,
+    count: u64,
+}
+
+impl InputDigest {
+    /// Appends one input event.
+    pub fn push(&mut self, id: i64, timestamp_ms: i64, value: f64) {
+        self.bytes.extend_from_slice(&id.to_be_bytes());
+        self.bytes.extend_from_slice(&timestamp_ms.to_be_bytes());
+        self.bytes.extend_from_slice(&value.to_bits().to_be_bytes());
+        self.first.get_or_insert(id);
+        self.last = id;
+        self.count += 1;
+    }
+
+    /// The provenance of the inputs pushed so far; `None` when empty.
+    pub fn finish(&self, stream: &str, config_digest: B256) -> Option<Provenance> {
+        Some(Provenance {
+            stream: stream.to_owned(),
+            first_event: self.first?,
+            last_event: self.last,
+            events: self.count,
+            inputs_digest: keccak256(&self.bytes),
+            config_digest,
+        })
+    }
 }
 
 /// The chain head an insight saw when it was produced.
@@ -123,6 +182,10 @@ pub struct Insight {
     pub event: EventRef,
     /// The chain head seen when it was produced.
     pub block: BlockStamp,
+    /// What it was computed from; absent for analyses that do not record
+    /// it (`baseline/1`), so their content keeps its original form.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<Provenance>,
 }
 
 impl Insight {
@@ -144,6 +207,7 @@ impl Insight {
             data: draft.data,
             event,
             block,
+            provenance: draft.provenance,
         }
     }
 

@@ -178,6 +178,7 @@ impl StreamActivity {
             confidence: 1.0,
             summary,
             data,
+            provenance: None,
         }
     }
 }

@@ -102,6 +102,7 @@ pub fn business_insight(event: &BusinessEvent, medium_above: f64) -> InsightDraf
         confidence: 1.0,
         summary,
         data,
+        provenance: None,
     }
 }
 

@@ -64,6 +64,7 @@ pub mod baseline;
 pub mod business;
 pub mod change;
 pub mod config;
+pub mod engine;
 mod num;
 pub mod robust;
 #[cfg(test)]
@@ -71,4 +72,15 @@ mod testkit;
 
 pub use baseline::BaselineAnalyzer;
 pub use config::{BaselineConfig, ConfigError};
+pub use engine::config::AnalysisConfig;
+pub use engine::EngineAnalyzer;
+
+/// The analyser the settings choose, after checking them.
+pub fn from_config(config: &AnalysisConfig) -> Result<Box<dyn Analyzer>, ConfigError> {
+    config.validate()?;
+    if config.analyzer == BaselineAnalyzer::VERSION {
+        return Ok(Box::new(BaselineAnalyzer::new(config.baseline)?));
+    }
+    Ok(Box::new(EngineAnalyzer::new(config.clone())?))
+}
 pub mod detector;

@@ -114,6 +114,7 @@ impl Anomaly {
             confidence: self.confidence,
             summary,
             data,
+            provenance: None,
         }
     }
 }

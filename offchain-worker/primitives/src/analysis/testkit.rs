@@ -6,7 +6,7 @@ use super::MetricPoint;
 use crate::insight::InsightDraft;
 
 /// Data fields that may be null: optional identifiers and labels.
-const NULLABLE: [&str; 3] = ["user_id", "source", "top_event_type"];
+const NULLABLE: [&str; 4] = ["user_id", "source", "top_event_type", "slope_per_second"];
 
 /// A small deterministic pseudo-random source (xorshift64*).
 pub(crate) struct Noise(u64);

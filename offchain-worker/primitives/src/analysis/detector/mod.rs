@@ -29,7 +29,7 @@ pub mod robust;
 pub mod stats;
 
 /// A streaming anomaly detector for one series.
-pub trait Detector: Send {
+pub trait Detector: Send + Sync {
     /// Scores the next sample, then learns from it. The score is in
     /// [0, 1]; higher is more anomalous. Non-finite values score 0 and are
     /// not learned.

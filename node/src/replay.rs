@@ -1,0 +1,277 @@
+//! `analytics-node replay`: recomputes every insight from the stored
+//! events, in stored order, and reports per batch whether the recomputed
+//! hashes and Merkle root match the stored (and anchored) ones.
+//!
+//! Each recomputed insight takes the block stamp of the stored insight it
+//! is compared with (the chain head it saw when it was first computed),
+//! never the chain's current head. Insights of one event are matched by
+//! hash, and a stored insight whose hash is not recomputed is reported
+//! with the recomputed insight of the same kind and subject, if any.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use alloy::primitives::{keccak256, B256};
+use analytics_primitives::analysis::{self, Analyzer, StoredEvent};
+use analytics_primitives::event::{parse_event, Event, StreamKind};
+use analytics_primitives::insight::{EventRef, Insight, InsightKind};
+use analytics_primitives::merkle::MerkleTree;
+use anyhow::{bail, Context};
+use offchain_worker::storage::{to_b256, BatchRow, Store};
+use offchain_worker::stored::{EventRecord, InsightRecord};
+
+use crate::cli::RunArgs;
+
+/// Events read per query.
+const PAGE: i64 = 5_000;
+
+/// What replay found.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Lines to print, in order.
+    pub lines: Vec<String>,
+    /// Whether every stored insight was recomputed with the same hash and
+    /// nothing more was recomputed.
+    pub matches: bool,
+}
+
+/// A stored insight and what replay made of it.
+struct Stored {
+    record: InsightRecord,
+    content: Insight,
+    hash: B256,
+    recomputed: Option<B256>,
+}
+
+/// The outcome of replaying the events.
+#[derive(Default)]
+struct Replayed {
+    events: u64,
+    unreadable: Vec<(i64, String)>,
+    /// Recomputed insights with no stored counterpart: (event, kind, subject).
+    extra: Vec<(i64, InsightKind, String)>,
+}
+
+/// Runs the replay against the configured database.
+pub async fn run(args: RunArgs) -> anyhow::Result<Report> {
+    let config = args.config()?;
+    let mut analyzer = analysis::from_config(&config.analysis).map_err(|e| {
+        anyhow::anyhow!("config field `analysis.{}`: {}", e.field, e.reason)
+    })?;
+    let store = Store::connect(&config.database.url, 2)
+        .await
+        .context("cannot connect to PostgreSQL")?;
+
+    let mut stored = load_insights(&store, analyzer.version()).await?;
+    let replayed = replay_events(&store, analyzer.as_mut(), &mut stored).await?;
+    let batches = store.all_batches().await.context("cannot read the batches")?;
+    Ok(report(&stored, &replayed, &batches))
+}
+
+async fn load_insights(store: &Store, version: &str) -> anyhow::Result<Vec<Stored>> {
+    let records = store.all_insights().await.context("cannot read the insights")?;
+    let mut stored = Vec::with_capacity(records.len());
+    for record in records {
+        let content: Insight = serde_json::from_str(&record.canonical)
+            .with_context(|| format!("insight {} has unreadable content", record.id))?;
+        if content.analysis != version {
+            bail!(
+                "insight {} was computed by {} but the configuration selects {version}; \
+                 set `analysis.analyzer`",
+                record.id,
+                content.analysis
+            );
+        }
+        let hash = to_b256(&record.hash)?;
+        stored.push(Stored { record, content, hash, recomputed: None });
+    }
+    Ok(stored)
+}
+
+async fn replay_events(
+    store: &Store,
+    analyzer: &mut dyn Analyzer,
+    stored: &mut [Stored],
+) -> anyhow::Result<Replayed> {
+    let mut by_event: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
+    for (index, insight) in stored.iter().enumerate() {
+        by_event.entry(insight.record.event_id).or_default().push(index);
+    }
+    let mut replayed = Replayed::default();
+    let mut after = 0;
+    loop {
+        let page = store.events_by_id(after, PAGE).await.context("cannot read events")?;
+        let Some(last) = page.last() else { break };
+        after = last.id;
+        for record in &page {
+            replayed.events += 1;
+            let event = match parse_record(record) {
+                Ok(event) => event,
+                Err(reason) => {
+                    replayed.unreadable.push((record.id, reason));
+                    continue;
+                }
+            };
+            let mine = by_event.get(&record.id).map_or(&[][..], Vec::as_slice);
+            compare(analyzer, record, &event, stored, mine, &mut replayed);
+        }
+    }
+    Ok(replayed)
+}
+
+fn parse_record(record: &EventRecord) -> Result<Event, String> {
+    let kind = match record.kind.as_str() {
+        "user_event" => StreamKind::UserEvents,
+        "system_metric" => StreamKind::SystemMetrics,
+        "business_event" => StreamKind::BusinessEvents,
+        other => return Err(format!("unknown event kind {other:?}")),
+    };
+    parse_event(kind, record.payload.as_bytes(), usize::MAX).map_err(|e| e.to_string())
+}
+
+/// Analyses one event and compares its insights with the stored ones.
+fn compare(
+    analyzer: &mut dyn Analyzer,
+    record: &EventRecord,
+    event: &Event,
+    stored: &mut [Stored],
+    mine: &[usize],
+    replayed: &mut Replayed,
+) {
+    let stream = format!("{}:{}", record.source, record.stream);
+    let analysis =
+        analyzer.analyse(StoredEvent { id: record.id, stream: &stream, event });
+    let version = analyzer.version().to_owned();
+    let event_ref =
+        EventRef { id: record.id, stream, timestamp_ms: event.timestamp_ms() };
+
+    let Some(&first) = mine.first() else {
+        for draft in analysis.insights {
+            replayed.extra.push((record.id, draft.kind, draft.subject));
+        }
+        return;
+    };
+    let block = stored[first].content.block;
+    let mut recomputed = Vec::new();
+    for draft in analysis.insights {
+        let (kind, subject) = (draft.kind, draft.subject.clone());
+        let insight = Insight::new(&version, draft, event_ref.clone(), block);
+        match insight.hash() {
+            Ok(hash) => recomputed.push((hash, kind, subject)),
+            Err(_) => replayed.extra.push((record.id, kind, subject)),
+        }
+    }
+
+    let stored_hashes: BTreeSet<B256> = mine.iter().map(|&i| stored[i].hash).collect();
+    for &index in mine {
+        let insight = &mut stored[index];
+        let same = recomputed.iter().find(|(hash, ..)| *hash == insight.hash);
+        let similar = recomputed.iter().find(|(hash, kind, subject)| {
+            !stored_hashes.contains(hash)
+                && *kind == insight.content.kind
+                && *subject == insight.content.subject
+        });
+        insight.recomputed = same.or(similar).map(|(hash, ..)| *hash);
+    }
+    for (hash, kind, subject) in recomputed {
+        let claimed = mine.iter().any(|&i| stored[i].recomputed == Some(hash));
+        if !claimed && !stored_hashes.contains(&hash) {
+            replayed.extra.push((record.id, kind, subject));
+        }
+    }
+}
+
+fn report(stored: &[Stored], replayed: &Replayed, batches: &[BatchRow]) -> Report {
+    let mut lines = Vec::new();
+    let mut matches = true;
+
+    let mut in_batch: BTreeMap<i64, Vec<&Stored>> = BTreeMap::new();
+    for insight in stored {
+        if let Some(batch) = insight.record.batch_id {
+            in_batch.entry(batch).or_default().push(insight);
+        }
+    }
+    for batch in batches {
+        let mut members = in_batch.remove(&batch.id).unwrap_or_default();
+        members.sort_by_key(|s| s.record.leaf_index);
+        matches &= batch_lines(batch, &members, &mut lines);
+    }
+
+    let unbatched: Vec<&Stored> =
+        stored.iter().filter(|s| s.record.batch_id.is_none()).collect();
+    let differing: Vec<&&Stored> = unbatched.iter().filter(|s| !same(s)).collect();
+    let mark = if differing.is_empty() { "ok  " } else { "FAIL" };
+    lines.push(format!(
+        "{mark} {} insights not in a batch yet, {} of them differ",
+        unbatched.len(),
+        differing.len()
+    ));
+    differing.iter().for_each(|s| lines.push(insight_line(s)));
+    matches &= differing.is_empty();
+
+    for (id, reason) in &replayed.unreadable {
+        lines.push(format!("FAIL event {id} no longer parses: {reason}"));
+        matches = false;
+    }
+    for (event, kind, subject) in &replayed.extra {
+        let kind = kind.as_str();
+        lines.push(format!(
+            "FAIL event {event}: a recomputed {kind} insight about {subject} was never stored"
+        ));
+        matches = false;
+    }
+    lines.push(format!(
+        "     replayed {} events into {} stored insights in {} batches",
+        replayed.events,
+        stored.len(),
+        batches.len()
+    ));
+    Report { lines, matches }
+}
+
+fn same(insight: &Stored) -> bool {
+    insight.recomputed == Some(insight.hash)
+}
+
+/// Prints one batch; returns whether it matches.
+fn batch_lines(batch: &BatchRow, members: &[&Stored], lines: &mut Vec<String>) -> bool {
+    let stored_root = to_b256(&batch.root).unwrap_or_default();
+    // The batch's last leaf is its manifest, which the analysis does not
+    // produce: its stored text is hashed again and appended.
+    let manifest = batch.manifest.as_deref().map(|text| keccak256(text.as_bytes()));
+    let hashes: Option<Vec<B256>> =
+        members.iter().map(|s| s.recomputed).chain(manifest.map(Some)).collect();
+    let root = hashes.and_then(|h| MerkleTree::new(&h).ok()).map(|t| t.root());
+    let differing: Vec<&&Stored> = members.iter().filter(|s| !same(s)).collect();
+    let leaves = members.len() + usize::from(manifest.is_some());
+    let complete = leaves == usize::try_from(batch.leaf_count).unwrap_or(0);
+    let ok = differing.is_empty() && complete && root == Some(stored_root);
+
+    let root_text = match root {
+        Some(root) if root == stored_root => "recomputed root matches".to_owned(),
+        Some(root) => format!("recomputed root {root} DIFFERS"),
+        None => "root cannot be recomputed".to_owned(),
+    };
+    lines.push(format!(
+        "{} batch {} ({}, root {stored_root}): {} of {} insights match, {root_text}",
+        if ok { "ok  " } else { "FAIL" },
+        batch.id,
+        batch.status,
+        members.len() - differing.len(),
+        batch.leaf_count,
+    ));
+    differing.iter().for_each(|s| lines.push(insight_line(s)));
+    ok
+}
+
+fn insight_line(insight: &Stored) -> String {
+    let content = &insight.content;
+    let recomputed = insight.recomputed.map_or("nothing".to_owned(), |h| h.to_string());
+    format!(
+        "     insight {} ({} {}, event {}): stored {} recomputed {recomputed}",
+        insight.record.id,
+        content.kind.as_str(),
+        content.subject,
+        insight.record.event_id,
+        insight.hash,
+    )
+}

@@ -1,0 +1,76 @@
+//! Reading the stored history back in the order it was analysed, for
+//! replaying the analysis: events by id, every insight, every batch.
+
+use sqlx::FromRow;
+
+use crate::error::WorkerError;
+use crate::storage::{BatchRow, Store, BATCH_COLUMNS};
+
+/// A stored event as the analysis saw it.
+#[derive(Debug, Clone, FromRow)]
+pub struct EventRecord {
+    /// Id, the analysis order.
+    pub id: i64,
+    /// Source kind (`redis`, `kafka`).
+    pub source: String,
+    /// Channel or topic.
+    pub stream: String,
+    /// `user_event`, `system_metric` or `business_event`.
+    pub kind: String,
+    /// The message as stored.
+    pub payload: String,
+}
+
+/// A stored insight, with what replay compares.
+#[derive(Debug, Clone, FromRow)]
+pub struct InsightRecord {
+    /// Id.
+    pub id: i64,
+    /// Content hash, 32 bytes.
+    pub hash: Vec<u8>,
+    /// The canonical JSON that was hashed.
+    pub canonical: String,
+    /// The event it was computed on.
+    pub event_id: i64,
+    /// Its batch, once batched.
+    pub batch_id: Option<i64>,
+    /// Its leaf position in the batch.
+    pub leaf_index: Option<i32>,
+}
+
+impl Store {
+    /// Up to `limit` events with ids above `after`, by id.
+    pub async fn events_by_id(
+        &self,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<EventRecord>, WorkerError> {
+        let rows = sqlx::query_as(
+            "SELECT id, source, stream, kind, payload::text AS payload FROM events \
+             WHERE id > $1 ORDER BY id LIMIT $2",
+        )
+        .bind(after)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows)
+    }
+
+    /// Every insight, by id.
+    pub async fn all_insights(&self) -> Result<Vec<InsightRecord>, WorkerError> {
+        let rows = sqlx::query_as(
+            "SELECT id, hash, canonical, event_id, batch_id, leaf_index FROM insights \
+             ORDER BY id",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows)
+    }
+
+    /// Every batch, by id.
+    pub async fn all_batches(&self) -> Result<Vec<BatchRow>, WorkerError> {
+        let sql = format!("SELECT {BATCH_COLUMNS} FROM anchor_batches ORDER BY id");
+        let rows = sqlx::query_as(&sql).fetch_all(self.pool()).await?;
+        Ok(rows)
+    }
+}

@@ -1,0 +1,139 @@
+//! `analytics-node replay` reproduces every anchored hash of a real run,
+//! and names the batch and insight once a stored event is tampered with.
+
+use std::process::Command;
+use std::time::Duration;
+
+use integration_tests::{node_binary, publish, redis_connection, Node};
+use serde_json::{json, Value};
+
+/// A noisy metric with a spike and a ramp, one sample a minute.
+fn metric_messages(count: usize) -> Vec<Vec<u8>> {
+    let mut state: u64 = 0x2545_F491_4F6C_DD1D;
+    (0..count)
+        .map(|i| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let noise = (state >> 11) as f64 / (1u64 << 53) as f64 - 0.5;
+            let spike = if i == 450 { 30.0 } else { 0.0 };
+            let ramp = if i > 300 { (i - 300) as f64 * 0.05 } else { 0.0 };
+            let message = json!({
+                "name": "pump_pressure",
+                "value": 40.0 + noise + spike + ramp,
+                "timestamp": 1_700_000_000_000_i64 + i as i64 * 60_000,
+            });
+            message.to_string().into_bytes()
+        })
+        .collect()
+}
+
+fn other_messages() -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    let users = (0..100)
+        .map(|i| {
+            let message = json!({
+                "type": "page_view", "user_id": format!("user-{}", i % 7),
+                "timestamp": 1_700_000_000 + i,
+            });
+            message.to_string().into_bytes()
+        })
+        .collect();
+    let business = (0..5)
+        .map(|i| {
+            let message = json!({
+                "type": "purchase", "value": 20.0 * f64::from(i), "source": "web",
+                "timestamp": 1_700_000_100_000_i64 + i64::from(i),
+            });
+            message.to_string().into_bytes()
+        })
+        .collect();
+    (users, business)
+}
+
+/// Runs `replay` on the node's database: (exit success, output).
+fn replay(node: &Node) -> anyhow::Result<(bool, String)> {
+    let output = Command::new(node_binary())
+        .args(["replay", "--database-url", &node.database.url])
+        .output()?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok((output.status.success(), text))
+}
+
+/// Waits until every insight is in a batch and every batch is anchored.
+async fn wait_all_anchored(node: &Node, events: i64) -> anyhow::Result<()> {
+    let pool = node.database.pool().await?;
+    node.wait_for("every insight anchored", Duration::from_secs(90), || async {
+        let (stored, waiting, open): (i64, i64, i64) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM events), \
+             (SELECT count(*) FROM insights WHERE batch_id IS NULL), \
+             (SELECT count(*) FROM anchor_batches \
+              WHERE status NOT IN ('anchored', 'final'))",
+        )
+        .fetch_one(&pool)
+        .await?;
+        Ok((stored == events && waiting == 0 && open == 0).then_some(()))
+    })
+    .await
+}
+
+#[tokio::test]
+async fn replay_reproduces_anchored_hashes_and_names_a_tampered_event(
+) -> anyhow::Result<()> {
+    let node = Node::start().await?;
+    let mut redis = redis_connection(&node.redis_url).await?;
+    let (users, business) = other_messages();
+    let mut sent =
+        publish(&mut redis, &node.channels.metrics, metric_messages(600)).await?;
+    sent += publish(&mut redis, &node.channels.user, users).await?;
+    sent += publish(&mut redis, &node.channels.business, business).await?;
+    wait_all_anchored(&node, sent as i64).await?;
+
+    let (ok, output) = replay(&node)?;
+    assert!(ok, "replay of an untouched run failed:\n{output}");
+    assert!(output.contains("ok   batch 1 ") && output.ends_with("REPLAY MATCHES\n"));
+
+    // Every kind of the engine was produced and anchored.
+    let insights =
+        node.call("analytics_listInsights", json!([{ "limit": 1000 }])).await?;
+    let insights = insights.as_array().expect("a list");
+    for kind in ["anomaly", "trend", "prediction", "activity", "business"] {
+        let found = insights.iter().any(|i| i["kind"] == kind);
+        assert!(found, "no {kind} insight among {insights:?}");
+    }
+
+    // Change the value of the event a prediction was computed on.
+    let target =
+        insights.iter().find(|i| i["kind"] == "prediction").expect("a prediction");
+    let (insight_id, event_id) =
+        (id(target, "id"), id(&target["insight"]["event"], "id"));
+    let pool = node.database.pool().await?;
+    let changed = sqlx::query(
+        "UPDATE events SET payload = jsonb_set(payload, '{value}', \
+         to_jsonb((payload->>'value')::float8 + 0.5)) WHERE id = $1",
+    )
+    .bind(event_id)
+    .execute(&pool)
+    .await?;
+    assert_eq!(changed.rows_affected(), 1);
+    let batch: i64 = sqlx::query_scalar("SELECT batch_id FROM insights WHERE id = $1")
+        .bind(insight_id)
+        .fetch_one(&pool)
+        .await?;
+
+    let (ok, output) = replay(&node)?;
+    assert!(!ok, "replay missed a tampered event:\n{output}");
+    assert!(output.contains(&format!("FAIL batch {batch} (")), "{output}");
+    let line =
+        format!("insight {insight_id} (prediction pump_pressure, event {event_id})");
+    assert!(output.contains(&line), "{output}");
+    assert!(output.ends_with("REPLAY DIFFERS\n"), "{output}");
+    Ok(())
+}
+
+fn id(value: &Value, field: &str) -> i64 {
+    value[field].as_i64().unwrap_or_else(|| panic!("no {field} in {value}"))
+}
