@@ -73,7 +73,7 @@ CREATE TABLE anchor_txs (
         CHECK (max_priority_fee_per_gas >= 0
                AND max_priority_fee_per_gas <= max_fee_per_gas),
     gas_limit                BIGINT      NOT NULL CHECK (gas_limit > 0),
-    tx_hash                  BYTEA       NOT NULL UNIQUE CHECK (length(tx_hash) = 32),
+    tx_hash                  BYTEA       NOT NULL CHECK (length(tx_hash) = 32),
     raw                      BYTEA       NOT NULL,
     -- The chain head when it was broadcast, to tell when it is stuck.
     sent_at_block            BIGINT,
@@ -86,6 +86,11 @@ CREATE TABLE anchor_txs (
     CHECK (state NOT IN ('included', 'final') OR block_hash IS NOT NULL)
 );
 CREATE INDEX anchor_txs_by_batch ON anchor_txs (batch_id, id);
+-- The same signed bytes may be recorded again after a copy failed or was
+-- reorged out (sending them again is then right), but are never live twice.
+CREATE UNIQUE INDEX anchor_txs_live_hash ON anchor_txs (tx_hash)
+    WHERE state NOT IN ('failed', 'reorged');
+CREATE INDEX anchor_txs_by_hash ON anchor_txs (tx_hash);
 CREATE INDEX anchor_txs_live ON anchor_txs (id)
     WHERE state IN ('unsent', 'broadcast', 'replaced', 'included');
 -- At most one copy of a batch's transaction is ever included.
@@ -108,3 +113,43 @@ ALTER TABLE dead_letters
     ADD COLUMN batch_id BIGINT REFERENCES anchor_batches (id);
 CREATE INDEX dead_letters_unbatched ON dead_letters (id) WHERE batch_id IS NULL;
 CREATE INDEX dead_letters_by_batch ON dead_letters (batch_id, id);
+
+-- Rows of the two machines are born in their first state, are never
+-- deleted, and keep what identifies them: only states and what the chain
+-- told about them change. TG_ARGV: the state column, the first state, then
+-- the columns that never change.
+CREATE FUNCTION guard_anchoring_row() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        RAISE EXCEPTION '% rows are never deleted', TG_TABLE_NAME
+            USING ERRCODE = 'check_violation';
+    END IF;
+    IF TG_OP = 'INSERT' THEN
+        IF (to_jsonb(NEW) ->> TG_ARGV[0]) IS DISTINCT FROM TG_ARGV[1] THEN
+            RAISE EXCEPTION 'a new % row starts as %', TG_TABLE_NAME, TG_ARGV[1]
+                USING ERRCODE = 'check_violation';
+        END IF;
+        RETURN NEW;
+    END IF;
+    FOR i IN 2 .. TG_NARGS - 1 LOOP
+        IF (to_jsonb(OLD) -> TG_ARGV[i]) IS DISTINCT FROM (to_jsonb(NEW) -> TG_ARGV[i]) THEN
+            RAISE EXCEPTION '%.% never changes', TG_TABLE_NAME, TG_ARGV[i]
+                USING ERRCODE = 'check_violation';
+        END IF;
+    END LOOP;
+    RETURN NEW;
+END;
+$$;
+
+CREATE TRIGGER anchor_txs_guard
+    BEFORE INSERT OR UPDATE OR DELETE ON anchor_txs
+    FOR EACH ROW EXECUTE FUNCTION guard_anchoring_row(
+        'state', 'unsent', 'batch_id', 'sender', 'nonce', 'max_fee_per_gas',
+        'max_priority_fee_per_gas', 'gas_limit', 'tx_hash', 'raw');
+
+CREATE TRIGGER anchor_batches_guard
+    BEFORE INSERT OR UPDATE OR DELETE ON anchor_batches
+    FOR EACH ROW EXECUTE FUNCTION guard_anchoring_row(
+        'status', 'pending', 'root', 'prev_root', 'leaf_count', 'contract',
+        'chain_id', 'manifest', 'manifest_hash');

@@ -46,11 +46,11 @@ pub struct VerifyArgs {
     #[arg(long)]
     pub contract: Option<Address>,
     /// Confirmations required to call the insight verified.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     pub min_confirmations: u64,
     /// Depth at which an anchor counts as final, when the chain does not
     /// report a `finalized` block at or past it.
-    #[arg(long, default_value_t = 12)]
+    #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u64).range(1..))]
     pub finality_depth: u64,
     /// A second, independent RPC endpoint: block hashes and the contract's
     /// record are checked there too, so one lying endpoint is caught.
@@ -99,6 +99,13 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<Verdict> {
     let value: Value =
         serde_json::from_str(&text).context("the document is not valid JSON")?;
     let provider = read_provider(&args.rpc_url)?;
+    match value["format"].as_str() {
+        None | Some(PROOF_FORMAT | BATCH_FORMAT) => {}
+        Some(other) => bail!(
+            "unknown document format {other:?}: expected {PROOF_FORMAT:?} (an insight \
+             proof) or {BATCH_FORMAT:?} (an exported batch)"
+        ),
+    }
     if value["format"] == BATCH_FORMAT {
         let document: BatchDocument = serde_json::from_value(value)
             .context("the batch document does not have the exported layout")?;
@@ -195,7 +202,14 @@ async fn pick_contract(
     verdict: &mut Verdict,
 ) -> anyhow::Result<Option<Address>> {
     let contract = match (args.contract, named) {
-        (Some(address), _) => {
+        (Some(address), Some(claimed)) => {
+            verdict.note(
+                claimed == address,
+                format!("contract {address} (given by the auditor; the document names {claimed})"),
+            );
+            address
+        }
+        (Some(address), None) => {
             verdict.note(true, format!("contract {address} (given by the auditor)"));
             address
         }

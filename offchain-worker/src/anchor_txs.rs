@@ -114,8 +114,17 @@ type DeadLetterTuple =
 fn dead_letter(row: DeadLetterTuple) -> StoredDeadLetter {
     let (id, source, stream, partition, offset, reason, raw, received_at) = row;
     let raw_hash = keccak256(&raw);
-    let record =
-        DeadLetterRecord { id, source, stream, partition, offset, reason, raw_hash };
+    let raw_length = raw.len() as u64;
+    let record = DeadLetterRecord {
+        id,
+        source,
+        stream,
+        partition,
+        offset,
+        reason,
+        raw_hash,
+        raw_length,
+    };
     StoredDeadLetter { record, raw, received_at }
 }
 
@@ -175,6 +184,18 @@ impl Store {
             "SELECT {TX_COLUMNS} FROM anchor_txs WHERE batch_id = $1 ORDER BY id"
         );
         Ok(sqlx::query_as(&sql).bind(batch_id).fetch_all(self.pool()).await?)
+    }
+
+    /// Whether a live copy (not `failed` or `reorged`) has this hash.
+    pub async fn anchor_tx_live(&self, hash: B256) -> Result<bool, WorkerError> {
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM anchor_txs WHERE tx_hash = $1 \
+             AND state NOT IN ('failed', 'reorged')",
+        )
+        .bind(hash.to_vec())
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(found.is_some())
     }
 
     /// Moves a transaction from `unsent` to `broadcast`.

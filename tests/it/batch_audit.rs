@@ -95,6 +95,12 @@ async fn an_exported_batch_verifies_and_accounts_for_its_dead_letters(
     let (ok, output) =
         tamper(&|doc| doc["leaves"][0]["insight"]["subject"] = json!("x"))?;
     assert!(!ok, "a changed insight verified:\n{output}");
+    let (ok, output) = tamper(&|doc| doc["deadLetters"][0]["raw"] = Value::Null)?;
+    assert!(!ok && output.contains("withheld"), "withheld bytes verified:\n{output}");
+    let (ok, output) = tamper(&|doc| {
+        doc["batch"]["contract"] = json!("0x1111111111111111111111111111111111111111");
+    })?;
+    assert!(!ok, "a batch claiming another contract verified:\n{output}");
 
     // A single insight's proof passes the same chain checks.
     let id = export["leaves"][0]["id"].as_i64().expect("an insight id");

@@ -127,5 +127,26 @@ async fn a_chain_restarted_from_scratch_is_reported_as_a_reset() -> anyhow::Resu
     let proof = node.call("analytics_getInsightProof", json!([id])).await?;
     let (ok, output) = node.verify(&proof, &["--contract", &contract])?;
     assert!(!ok, "a proof verified on a chain without its anchor:\n{output}");
+
+    // Restarted, the node deploys a fresh contract, which on anvil lands at
+    // the same address; the batches it holds build on roots that contract
+    // never saw, so it reports that instead of anchoring on top of them.
+    node.restart().await?;
+    let health = node
+        .wait_for("the lost history reported", Duration::from_secs(60), || async {
+            let health = node.health().await?;
+            let cause = health["anchoring"]["lastError"].as_str().unwrap_or_default();
+            Ok(cause.contains("does not hold root").then_some(health))
+        })
+        .await?;
+    let cause = health["anchoring"]["lastError"].as_str().unwrap_or_default();
+    assert!(cause.contains("chain reset or contract replaced"), "{health}");
+    let sent = rpc::call(
+        &node.anvil.url,
+        "eth_getTransactionCount",
+        json!([anchorer, "pending"]),
+    )
+    .await?;
+    assert_eq!(sent, "0x1", "only the deployment may be sent: {health}");
     Ok(())
 }

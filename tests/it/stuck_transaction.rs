@@ -122,6 +122,30 @@ async fn a_stuck_anchoring_transaction_is_replaced_with_higher_fees_and_anchored
     .await;
     let err = back.expect_err("the database let a final batch go back");
     assert!(err.to_string().contains("illegal anchor_batch state change"), "{err}");
+    for (statement, refusal) in [
+        ("DELETE FROM anchor_txs", "anchor_txs rows are never deleted"),
+        ("DELETE FROM anchor_batches", "anchor_batches rows are never deleted"),
+        ("UPDATE anchor_txs SET raw = '\\x00'", "anchor_txs.raw never changes"),
+        (
+            "UPDATE anchor_batches SET root = decode(repeat('cd', 32), 'hex')",
+            "anchor_batches.root never changes",
+        ),
+        (
+            "UPDATE anchor_batches SET manifest = manifest || ' '",
+            "anchor_batches.manifest never changes",
+        ),
+        (
+            "INSERT INTO anchor_txs (batch_id, state, sender, nonce, max_fee_per_gas, \
+             max_priority_fee_per_gas, gas_limit, tx_hash, raw, block_hash) \
+             SELECT batch_id, 'final', sender, nonce + 1, 1, 1, 1, \
+             decode(repeat('ab', 32), 'hex'), raw, block_hash FROM anchor_txs LIMIT 1",
+            "a new anchor_txs row starts as unsent",
+        ),
+    ] {
+        let result = sqlx::query(statement).execute(&pool).await;
+        let err = result.expect_err(statement);
+        assert!(err.to_string().contains(refusal), "{statement}: {err}");
+    }
 
     // And the insight verifies against the chain.
     let proof = node.call("analytics_getInsightProof", json!([id])).await?;

@@ -231,15 +231,43 @@ impl AnchorManager {
     /// holds its root, otherwise given a new transaction.
     async fn start(&self, batch: &BatchRow) -> anyhow::Result<()> {
         self.ensure_contract().await?;
+        self.ensure_history(batch).await?;
         if let Some(inclusion) = self.on_chain(batch).await? {
             return self.record_anchored(batch, inclusion).await;
         }
         let request = self.anchor_request(batch)?;
+        let latest = self
+            .provider
+            .get_block_by_number(BlockNumberOrTag::Latest)
+            .await?
+            .context("no latest block")?;
+        let base_fee = u128::from(latest.header.base_fee_per_gas.unwrap_or_default());
+        if base_fee > self.fee_ceiling() {
+            // Nothing under the ceiling could be included: wait, visibly.
+            bail!(
+                "the base fee ({} gwei) is above anchor.max_fee_per_gas_gwei = {}; waiting",
+                gwei_text(base_fee),
+                self.config.max_fee_per_gas_gwei
+            );
+        }
         let nonce = self.provider.get_transaction_count(self.anchorer).pending().await?;
-        let fees = self.provider.estimate_eip1559_fees().await?;
-        let ceiling = self.fee_ceiling();
-        let max_fee = fees.max_fee_per_gas.min(ceiling);
-        let tip = fees.max_priority_fee_per_gas.min(max_fee);
+        let estimate = self.provider.estimate_eip1559_fees().await?;
+        let (mut max_fee, mut tip) =
+            (estimate.max_fee_per_gas, estimate.max_priority_fee_per_gas);
+        // Copies of this nonce that reached a pool and failed may still sit
+        // in one: they are outbid, so the new copy is a valid replacement.
+        // Copies the node refused, or that were reorged out, are not.
+        let percent = u128::from(self.config.fee_bump_percent);
+        for earlier in self.store.anchor_txs(batch.id).await? {
+            let pooled = earlier.sent_at_block.is_some() && earlier.state != "reorged";
+            if pooled && earlier.nonce() == nonce && earlier.sender()? == self.anchorer {
+                let (fee, earlier_tip) = earlier.fees()?;
+                max_fee = max_fee.max(bump(fee, percent));
+                tip = tip.max(bump(earlier_tip, percent));
+            }
+        }
+        max_fee = max_fee.min(self.fee_ceiling());
+        tip = tip.min(max_fee);
         // Estimating also runs the call: a root the contract would refuse
         // (wrong previous root, say) fails here with the contract's reason.
         let gas = self.provider.estimate_gas(request.clone()).await.map_err(|e| {
@@ -247,6 +275,13 @@ impl AnchorManager {
         })?;
         let gas_limit = gas + gas / 5;
         let tx = self.sign(request, nonce, max_fee, tip, gas_limit).await?;
+        if self.store.anchor_tx_live(tx.hash).await? {
+            bail!(
+                "anchoring transaction {} of batch {} is already live",
+                tx.hash,
+                batch.id
+            );
+        }
         let id = self.store.record_anchor_tx(tx.record(batch.id, self.anchorer)).await?;
         if let Sent::FeeTooLow(reason) = self.broadcast(id, &tx.raw, tx.hash).await? {
             self.store.mark_tx_failed(id, &reason).await?;
@@ -266,6 +301,7 @@ impl AnchorManager {
     /// sends again what the pool lost, and replaces a stuck transaction.
     async fn track(&self, batch: &BatchRow) -> anyhow::Result<()> {
         self.ensure_contract().await?;
+        self.ensure_history(batch).await?;
         let txs = self.store.live_anchor_txs(batch.id).await?;
         let Some(newest) = txs.last() else {
             // Submitted without a transaction the node can follow.
@@ -336,6 +372,18 @@ impl AnchorManager {
             return Ok(());
         }
 
+        // A nonce beyond the account's next one waits behind a gap that
+        // nothing will fill (the chain lost the transactions before it).
+        let next = self.provider.get_transaction_count(sender).pending().await?;
+        if nonce > next {
+            let reason =
+                format!("nonce {nonce} is past the account's next nonce {next}; the chain lost earlier transactions");
+            warn!(target: "chain::anchor", batch = batch.id, %reason, "sending a new anchoring transaction");
+            self.store.fail_anchor_txs(batch.id, &reason).await?;
+            self.publish(batch, "failed", json!({ "reason": reason })).await;
+            return Ok(());
+        }
+
         // A pool that lost the transaction (restarted, or evicted it) gets
         // the same bytes again; one that evicted it because the base fee
         // rose past its fee cap refuses them, which makes it stuck now.
@@ -382,17 +430,18 @@ impl AnchorManager {
         let (old_fee, old_tip) = stuck.fees()?;
         let estimate = self.provider.estimate_eip1559_fees().await?;
         let percent = u128::from(self.config.fee_bump_percent);
-        let bump = |value: u128| value + (value * percent).div_ceil(100).max(1);
         let ceiling = self.fee_ceiling();
-        let max_fee = bump(old_fee).max(estimate.max_fee_per_gas).min(ceiling);
-        let tip = bump(old_tip).max(estimate.max_priority_fee_per_gas).min(max_fee);
+        let max_fee = bump(old_fee, percent).max(estimate.max_fee_per_gas).min(ceiling);
+        let tip =
+            bump(old_tip, percent).max(estimate.max_priority_fee_per_gas).min(max_fee);
         // Nodes accept a replacement only if both fees rise by 10 %.
         let enough = |new: u128, old: u128| new * 10 >= old * 11;
         if !enough(max_fee, old_fee) || !enough(tip, old_tip) {
             // Reported as a failing step: logged once, shown in health, and
             // checked again at every step while the transaction waits.
+            // The text stays the same while it lasts, so it is logged once.
             bail!(
-                "anchoring transaction {} stuck for {waited} blocks at the fee ceiling \
+                "anchoring transaction {} stuck at the fee ceiling \
                  (anchor.max_fee_per_gas_gwei = {}); waiting",
                 stuck.hash()?,
                 self.config.max_fee_per_gas_gwei
@@ -427,6 +476,37 @@ impl AnchorManager {
             "maxPriorityFeePerGas": tip.to_string(),
         });
         self.publish(batch, "replaced", details).await;
+        Ok(())
+    }
+
+    /// Fails when the batch does not belong on this chain and contract: it
+    /// was formed for another chain id, or the contract does not hold the
+    /// root the batch builds on (the chain was reset, or the contract
+    /// redeployed, possibly at the same address). Nothing is sent then.
+    async fn ensure_history(&self, batch: &BatchRow) -> anyhow::Result<()> {
+        if u64::try_from(batch.chain_id).ok() != Some(self.chain_id) {
+            bail!(
+                "batch {} was formed for chain id {}, the chain is {}; not anchoring",
+                batch.id,
+                batch.chain_id,
+                self.chain_id
+            );
+        }
+        let prev_root = to_b256(&batch.prev_root)?;
+        if prev_root == B256::ZERO {
+            return Ok(());
+        }
+        let contract = InsightAnchor::new(self.contract, self.provider.clone());
+        let record =
+            contract.anchorOf(prev_root).call().await.context("reading anchorOf")?;
+        if record.batchId == 0 {
+            bail!(
+                "the contract at {} does not hold root {prev_root}, which batch {} \
+                 builds on: chain reset or contract replaced? not anchoring",
+                self.contract,
+                batch.id
+            );
+        }
         Ok(())
     }
 
@@ -736,6 +816,11 @@ impl SignedTx {
             raw: &self.raw,
         }
     }
+}
+
+/// `value` raised by `percent` (rounded up, by at least one wei).
+fn bump(value: u128, percent: u128) -> u128 {
+    value + (value * percent).div_ceil(100).max(1)
 }
 
 /// Wei as gwei with three decimals, for logs.

@@ -144,6 +144,7 @@ impl AnalyticsRpc {
                 offset: letter.record.offset,
                 reason: letter.record.reason,
                 raw_hash: letter.record.raw_hash,
+                raw_length: letter.record.raw_length,
                 raw: (letter.raw.len() <= EXPORT_RAW_LIMIT)
                     .then(|| format!("0x{}", alloy::hex::encode(&letter.raw))),
                 received_at: rfc3339(letter.received_at),

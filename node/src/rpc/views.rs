@@ -109,6 +109,8 @@ pub struct DeadLetterView {
     pub reason: String,
     /// keccak256 of the message bytes.
     pub raw_hash: B256,
+    /// Number of message bytes.
+    pub raw_length: u64,
     /// The message bytes, `0x` hex; left out above 64 KiB, where the
     /// auditor has `rawHash` alone.
     pub raw: Option<String>,

@@ -18,6 +18,7 @@ use super::chain::{continuity, storage_proof};
 use super::{
     agreement, cross_check, depth, pick_contract, seconds_text, Verdict, VerifyArgs,
 };
+use crate::rpc::server::EXPORT_RAW_LIMIT;
 
 /// The part of an exported batch the verifier reads.
 #[derive(Debug, Deserialize)]
@@ -58,6 +59,7 @@ struct DeadLetter {
     offset: Option<i64>,
     reason: String,
     raw_hash: B256,
+    raw_length: u64,
     raw: Option<String>,
 }
 
@@ -109,21 +111,31 @@ pub(crate) async fn check(
     for letter in &document.dead_letters {
         match &letter.raw {
             Some(hex) => {
-                let raw = alloy::hex::decode(hex).with_context(|| {
-                    format!("dead letter {}: raw is not hex", letter.id)
-                })?;
-                let same = keccak256(&raw) == letter.raw_hash;
+                let raw = hex
+                    .strip_prefix("0x")
+                    .and_then(|digits| alloy::hex::decode(digits).ok())
+                    .with_context(|| {
+                        format!("dead letter {}: raw is not 0x-prefixed hex", letter.id)
+                    })?;
+                let same = keccak256(&raw) == letter.raw_hash
+                    && raw.len() as u64 == letter.raw_length;
                 if !same {
-                    verdict.note(
-                        false,
-                        format!(
-                            "dead letter {}: rawHash differs from its bytes",
-                            letter.id
-                        ),
+                    let line = format!(
+                        "dead letter {}: rawHash or rawLength differs from its bytes",
+                        letter.id
                     );
+                    verdict.note(false, line);
                 }
             }
-            None => by_hash_only += 1,
+            None if letter.raw_length > EXPORT_RAW_LIMIT as u64 => by_hash_only += 1,
+            None => {
+                let line = format!(
+                    "dead letter {}: its {} bytes are withheld (only letters over 64 KiB \
+                     may be exported by hash)",
+                    letter.id, letter.raw_length
+                );
+                verdict.note(false, line);
+            }
         }
         letters.push(DeadLetterRecord {
             id: letter.id,
@@ -133,6 +145,7 @@ pub(crate) async fn check(
             offset: letter.offset,
             reason: letter.reason.clone(),
             raw_hash: letter.raw_hash,
+            raw_length: letter.raw_length,
         });
     }
     if by_hash_only > 0 {

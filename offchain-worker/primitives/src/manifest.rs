@@ -10,8 +10,9 @@
 //!
 //! Hashing, all keccak256 over RFC 8785 canonical JSON:
 //! - a dead letter's hash is the hash of
-//!   `{"id", "source", "stream", "partition", "offset", "reason", "rawHash"}`
-//!   where `rawHash` is the keccak256 of the raw message bytes and `offset`
+//!   `{"id", "source", "stream", "partition", "offset", "reason", "rawHash",
+//!   "rawLength"}` where `rawHash` is the keccak256 of the raw message bytes,
+//!   `rawLength` their number, and `offset`
 //!   is the position as a decimal string (Redis Streams positions exceed
 //!   the integers JSON carries exactly), or `null` for sources without
 //!   positions;
@@ -54,6 +55,8 @@ pub struct DeadLetterRecord {
     pub reason: String,
     /// keccak256 of the message exactly as received.
     pub raw_hash: B256,
+    /// Length of the message in bytes.
+    pub raw_length: u64,
 }
 
 impl DeadLetterRecord {
@@ -67,6 +70,7 @@ impl DeadLetterRecord {
             "offset": self.offset.map(|offset| offset.to_string()),
             "reason": self.reason,
             "rawHash": self.raw_hash,
+            "rawLength": self.raw_length,
         })
     }
 
@@ -211,6 +215,7 @@ mod tests {
             offset: Some(id * 10),
             reason: "invalid JSON".into(),
             raw_hash: keccak256(raw),
+            raw_length: raw.len() as u64,
         }
     }
 
