@@ -317,6 +317,23 @@ mod tests {
     }
 
     #[test]
+    fn a_full_queue_drops_and_counts_without_waiting() {
+        let (sender, mut queue) = mpsc::channel(2);
+        let stats = Arc::new(WebhookStats::default());
+        let watcher = Watcher { queues: vec![(vec![Severity::Critical], sender)], stats };
+        // (position, severity): the third critical one finds the queue full.
+        let alerts = [(1, "critical"), (2, "high"), (3, "critical"), (4, "critical")];
+        for (position, severity) in alerts {
+            let data = json!({"kind": "anomaly", "severity": severity});
+            watcher.offer(&Hub::message(Channel::Alerts, Some(position), data));
+        }
+        assert_eq!(watcher.stats.dropped.load(Ordering::Relaxed), 1);
+        let queued: Vec<i64> =
+            std::iter::from_fn(|| queue.try_recv().ok()).map(|n| n.insight).collect();
+        assert_eq!(queued, [1, 3]);
+    }
+
+    #[test]
     fn bad_targets_name_the_field() {
         let target = |url: &str| WebhookTarget {
             url: url.into(),

@@ -86,7 +86,7 @@ async fn events_flow_from_redis_to_anchored_verified_insights() -> anyhow::Resul
 
     // First wave: a NAB series with its anomalies, users and business events.
     let mut sent =
-        publish(&mut redis, &node.channels.metrics, nab_messages(700, 3800)).await?;
+        publish(&mut redis, &node.channels.metrics, nab_messages(1300, 3200)).await?;
     sent += publish(&mut redis, &node.channels.user, user_messages(100)).await?;
     sent += publish(&mut redis, &node.channels.business, business_messages()).await?;
     let expected = sent as i64;
@@ -95,8 +95,8 @@ async fn events_flow_from_redis_to_anchored_verified_insights() -> anyhow::Resul
     })
     .await?;
     assert_eq!(count(&node, "dead_letters").await?, 0);
-    // 700 samples, 5 revenue and 5 acquisition derived points.
-    assert_eq!(count(&node, "metrics").await?, 710);
+    // 1300 samples, 5 revenue and 5 acquisition derived points.
+    assert_eq!(count(&node, "metrics").await?, 1310);
 
     let insights =
         node.call("analytics_listInsights", json!([{ "limit": 1000 }])).await?;

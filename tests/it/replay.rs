@@ -7,7 +7,8 @@ use std::time::Duration;
 use integration_tests::{node_binary, publish, redis_connection, Node};
 use serde_json::{json, Value};
 
-/// A noisy metric with a spike and a ramp, one sample a minute.
+/// A noisy metric with a spike after the warm-up, then a ramp (a trend
+/// once the spike has left the window), one sample a minute.
 fn metric_messages(count: usize) -> Vec<Vec<u8>> {
     let mut state: u64 = 0x2545_F491_4F6C_DD1D;
     (0..count)
@@ -16,8 +17,8 @@ fn metric_messages(count: usize) -> Vec<Vec<u8>> {
             state ^= state >> 7;
             state ^= state << 17;
             let noise = (state >> 11) as f64 / (1u64 << 53) as f64 - 0.5;
-            let spike = if i == 450 { 30.0 } else { 0.0 };
-            let ramp = if i > 300 { (i - 300) as f64 * 0.05 } else { 0.0 };
+            let spike = if i == 560 { 1_000.0 } else { 0.0 };
+            let ramp = if i > 620 { (i - 620) as f64 * 0.05 } else { 0.0 };
             let message = json!({
                 "name": "pump_pressure",
                 "value": 40.0 + noise + spike + ramp,
@@ -87,7 +88,7 @@ async fn replay_reproduces_anchored_hashes_and_names_a_tampered_event(
     let mut redis = redis_connection(&node.redis_url).await?;
     let (users, business) = other_messages();
     let mut sent =
-        publish(&mut redis, &node.channels.metrics, metric_messages(600)).await?;
+        publish(&mut redis, &node.channels.metrics, metric_messages(1000)).await?;
     sent += publish(&mut redis, &node.channels.user, users).await?;
     sent += publish(&mut redis, &node.channels.business, business).await?;
     wait_all_anchored(&node, sent as i64).await?;

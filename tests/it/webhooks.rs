@@ -58,10 +58,10 @@ async fn answer(mut stream: TcpStream, status: &str) -> anyhow::Result<Value> {
 }
 
 fn metric_messages() -> Vec<Vec<u8>> {
-    (0..400)
+    (0..600)
         .map(|i| {
             let noise = f64::from((i * 7919) % 13) / 13.0;
-            let spike = if i == 350 { 10_000.0 } else { 0.0 };
+            let spike = if i == 560 { 10_000.0 } else { 0.0 };
             let message = json!({
                 "name": "boiler_temperature",
                 "value": 70.0 + noise + spike,

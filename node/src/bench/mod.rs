@@ -3,7 +3,8 @@
 //! - [`nab`]: scores a detector on a directory in the Numenta Anomaly
 //!   Benchmark layout; [`corpus`] reads it and [`score`] applies NAB's
 //!   scoring rules;
-//! - [`throughput`]: samples per second through a detector on one thread;
+//! - [`throughput`]: samples per second through the engine (and a
+//!   detector) on one thread;
 //! - [`fanout`]: WebSocket broadcast latency, losses and memory per client;
 //! - [`gas`]: gas per anchored batch and per insight;
 //! - [`ingest`]: Kafka to PostgreSQL against PostgreSQL's `COPY`.
@@ -31,7 +32,7 @@ pub struct BenchArgs {
 pub enum BenchCommand {
     /// Score a detector on the Numenta Anomaly Benchmark.
     Nab(nab::NabArgs),
-    /// Samples per second through a detector on one thread.
+    /// Samples per second through the engine (and a detector) on one thread.
     Throughput(throughput::ThroughputArgs),
     /// Kafka ingest into PostgreSQL against PostgreSQL's own COPY rate.
     Ingest(ingest::IngestArgs),

@@ -1,10 +1,19 @@
-//! `bench throughput`: samples per second through a detector on the
-//! calling thread, over a synthetic noisy daily series with spikes.
+//! `bench throughput`: samples per second on the calling thread, over a
+//! synthetic noisy daily series with spikes, through:
+//! - the engine's per-metric analysis (anomaly score, trend test and
+//!   forecast together, window `--window`), and
+//! - the whole `engine/1` analyser behind the `Analyzer` trait (which also
+//!   builds the metric point of every sample), and
+//! - with `--detector`, that detector alone.
 
 use std::time::Instant;
 
-use analytics_primitives::analysis::detector;
-use anyhow::bail;
+use analytics_primitives::analysis::engine::series::{Context, Sample, Series};
+use analytics_primitives::analysis::{
+    detector, AnalysisConfig, Analyzer, EngineAnalyzer, StoredEvent,
+};
+use analytics_primitives::event::{Event, SystemMetric};
+use anyhow::{bail, Context as _};
 
 /// Options of `analytics-node bench throughput`.
 #[derive(Debug, clap::Args)]
@@ -12,36 +21,95 @@ pub struct ThroughputArgs {
     /// Samples to push through.
     #[arg(long, default_value_t = 2_000_000)]
     pub samples: usize,
-    /// The detector to time.
-    #[arg(long, default_value = detector::NAMES[0])]
-    pub detector: String,
+    /// Samples in the engine's window.
+    #[arg(long, default_value_t = 256)]
+    pub window: usize,
+    /// Also time this detector alone (`combo`, `knn-rel`, ...).
+    #[arg(long)]
+    pub detector: Option<String>,
 }
 
-/// Times the detector and prints samples per second.
+/// Runs the timings and prints samples per second.
 pub fn run(args: &ThroughputArgs) -> anyhow::Result<()> {
-    let Some(mut detector) = detector::by_name(&args.detector) else {
-        bail!(
-            "unknown detector {:?}; known: {}",
-            args.detector,
-            detector::NAMES.join(", ")
-        );
-    };
     let series = synthetic(args.samples);
+    let config = AnalysisConfig { window: args.window, ..AnalysisConfig::default() };
+    config.validate().map_err(|e| anyhow::anyhow!("--window: {e}"))?;
 
-    let started = Instant::now();
-    let mut checksum = 0.0;
-    for (i, &value) in series.iter().enumerate() {
-        checksum += detector.score(i as i64 * 60_000, value);
+    let (seconds, insights) = time_series(&config, &series);
+    print_rate("engine series (anomaly, trend, forecast)", args, seconds, insights);
+    let (seconds, insights) = time_analyser(&config, &series)?;
+    print_rate("engine/1 analyser (with metric points)", args, seconds, insights);
+
+    if let Some(name) = &args.detector {
+        let Some(mut detector) = detector::by_name(name) else {
+            bail!("unknown detector {name:?}; known: {}", detector::NAMES.join(", "));
+        };
+        let started = Instant::now();
+        let mut alarms = 0;
+        for (i, &value) in series.iter().enumerate() {
+            alarms += usize::from(detector.score(i as i64 * 60_000, value) >= 0.5);
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        print_rate(&format!("detector {name}"), args, seconds, alarms);
     }
-    let seconds = started.elapsed().as_secs_f64();
+    Ok(())
+}
 
+fn print_rate(what: &str, args: &ThroughputArgs, seconds: f64, outputs: usize) {
     let rate = args.samples as f64 / seconds.max(1e-9);
     println!(
-        "detector {}: {} samples in {seconds:.3} s: {rate:.0} samples/s \
-         (score sum {checksum:.3})",
-        args.detector, args.samples
+        "{what}, window {}: {} samples in {seconds:.3} s: {rate:.0} samples/s \
+         ({outputs} insights or alarms)",
+        args.window, args.samples
     );
-    Ok(())
+}
+
+/// Times one metric's series state alone: (seconds, insights).
+fn time_series(config: &AnalysisConfig, values: &[f64]) -> (f64, usize) {
+    let mut series = Series::new(config);
+    let cx = Context {
+        config,
+        config_digest: config.digest(),
+        stream: "bench",
+        name: "bench",
+    };
+    let mut out = Vec::new();
+    let mut insights = 0;
+    let started = Instant::now();
+    for (i, &value) in values.iter().enumerate() {
+        let sample = Sample { id: i as i64, timestamp_ms: i as i64 * 60_000, value };
+        series.observe(&cx, sample, &mut out);
+        insights += out.len();
+        out.clear();
+    }
+    (started.elapsed().as_secs_f64(), insights)
+}
+
+/// Times the analyser over prepared events: (seconds, insights).
+fn time_analyser(
+    config: &AnalysisConfig,
+    values: &[f64],
+) -> anyhow::Result<(f64, usize)> {
+    let mut analyser = EngineAnalyzer::new(config.clone()).context("engine settings")?;
+    let events: Vec<Event> = values
+        .iter()
+        .enumerate()
+        .map(|(i, &value)| {
+            Event::Metric(SystemMetric {
+                name: "bench".into(),
+                value,
+                tags: serde_json::Map::new(),
+                timestamp_ms: i as i64 * 60_000,
+            })
+        })
+        .collect();
+    let mut insights = 0;
+    let started = Instant::now();
+    for (i, event) in events.iter().enumerate() {
+        let stored = StoredEvent { id: i as i64, stream: "redis:bench", event };
+        insights += analyser.analyse(stored).insights.len();
+    }
+    Ok((started.elapsed().as_secs_f64(), insights))
 }
 
 /// A daily cycle of 288 samples with noise and a spike every 5 000.

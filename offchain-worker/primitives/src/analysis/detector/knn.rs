@@ -43,10 +43,13 @@ pub struct KnnDetector {
     config: KnnConfig,
     /// Recent samples, enough for one picture.
     recent: Ring,
-    /// Pictures waiting until they no longer overlap the current one.
-    pending: VecDeque<Vec<f64>>,
+    /// Pictures waiting until they no longer overlap the current one,
+    /// `blocks` numbers each, oldest first.
+    pending: VecDeque<f64>,
     /// Remembered pictures, `blocks` numbers each, in a ring.
     memory: Vec<f64>,
+    /// The remembered pictures ordered by the sum of their numbers.
+    index: SumIndex,
     stored: usize,
     next: usize,
     picture: Vec<f64>,
@@ -75,6 +78,7 @@ impl KnnDetector {
             recent: Ring::new(config.blocks * config.block),
             pending: VecDeque::new(),
             memory: vec![0.0; config.memory * config.blocks],
+            index: SumIndex::new(config.memory),
             stored: 0,
             next: 0,
             picture: vec![0.0; config.blocks],
@@ -100,36 +104,110 @@ impl KnnDetector {
     }
 
     /// Mean absolute difference to the nearest remembered picture.
+    ///
+    /// The sum of absolute differences of two pictures is at least the
+    /// difference of their sums, so pictures are visited by how close
+    /// their sum is to this one's, and the search stops once that alone
+    /// exceeds the best distance (with a margin for rounding in the sums).
+    /// Every distance is computed as a full scan would compute it, so the
+    /// result is the same bit for bit.
     fn nearest(&self) -> f64 {
         let blocks = self.config.blocks;
+        let (sum, abs) = sums(&self.picture);
         let mut best = f64::INFINITY;
-        for stored in self.memory.chunks_exact(blocks).take(self.stored) {
-            let mut sum = 0.0;
+        for (key, key_abs, slot) in self.index.outward(sum) {
+            let margin = 1e-12 * (abs + key_abs);
+            if (key - sum).abs() - margin > best {
+                break;
+            }
+            let stored = &self.memory[slot * blocks..(slot + 1) * blocks];
+            let mut distance = 0.0;
             for (a, b) in stored.iter().zip(&self.picture) {
-                sum += (a - b).abs();
-                if sum >= best {
+                distance += (a - b).abs();
+                if distance >= best {
                     break;
                 }
             }
-            best = best.min(sum);
+            best = best.min(distance);
         }
         best / blocks as f64
     }
 
     fn remember(&mut self) {
         let lag = self.recent.len();
+        let blocks = self.config.blocks;
         if self.seen.is_multiple_of(self.config.stride) {
-            self.pending.push_back(self.picture.clone());
+            self.pending.extend(&self.picture);
         }
         // A picture joins the memory once a whole picture has passed.
-        if self.pending.len() * self.config.stride > lag {
-            let picture = self.pending.pop_front().expect("the queue is not empty");
-            let blocks = self.config.blocks;
-            let slot = self.next * blocks;
-            self.memory[slot..slot + blocks].copy_from_slice(&picture);
+        if self.pending.len() / blocks * self.config.stride > lag {
+            let slot = self.next;
+            let place = &mut self.memory[slot * blocks..(slot + 1) * blocks];
+            for (to, from) in place.iter_mut().zip(self.pending.drain(..blocks)) {
+                *to = from;
+            }
+            let (sum, abs) = sums(place);
+            self.index.replace(slot, sum, abs);
             self.next = (self.next + 1) % self.config.memory;
             self.stored = (self.stored + 1).min(self.config.memory);
         }
+    }
+}
+
+/// The sum of a picture's numbers and the sum of their magnitudes.
+fn sums(picture: &[f64]) -> (f64, f64) {
+    picture.iter().fold((0.0, 0.0), |(sum, abs), x| (sum + x, abs + x.abs()))
+}
+
+/// Remembered pictures ordered by their sums: `(sum, magnitude sum, slot)`
+/// sorted by sum then slot, with each slot's entry for replacing it.
+#[derive(Debug, Clone)]
+struct SumIndex {
+    sorted: Vec<(f64, f64, usize)>,
+    by_slot: Vec<Option<(f64, f64)>>,
+}
+
+impl SumIndex {
+    fn new(slots: usize) -> Self {
+        Self { sorted: Vec::with_capacity(slots), by_slot: vec![None; slots] }
+    }
+
+    fn position(&self, sum: f64, slot: usize) -> Result<usize, usize> {
+        self.sorted.binary_search_by(|&(s, _, k)| s.total_cmp(&sum).then(k.cmp(&slot)))
+    }
+
+    /// Puts `slot`'s new picture in place of its old one.
+    fn replace(&mut self, slot: usize, sum: f64, abs: f64) {
+        if let Some((old, _)) = self.by_slot[slot] {
+            if let Ok(at) = self.position(old, slot) {
+                self.sorted.remove(at);
+            }
+        }
+        let at = self.position(sum, slot).unwrap_or_else(|at| at);
+        self.sorted.insert(at, (sum, abs, slot));
+        self.by_slot[slot] = Some((sum, abs));
+    }
+
+    /// Entries by increasing distance of their sum from `sum`.
+    fn outward(&self, sum: f64) -> impl Iterator<Item = (f64, f64, usize)> + '_ {
+        let split = self.sorted.partition_point(|&(s, _, _)| s.total_cmp(&sum).is_lt());
+        let (mut below, mut above) = (split, split);
+        std::iter::from_fn(move || {
+            let low = below.checked_sub(1).map(|i| self.sorted[i]);
+            let high = self.sorted.get(above).copied();
+            let take_low = match (low, high) {
+                (Some(l), Some(h)) => sum - l.0 <= h.0 - sum,
+                (Some(_), None) => true,
+                (None, _) => false,
+            };
+            if take_low {
+                below -= 1;
+                low
+            } else {
+                above += 1;
+                high
+            }
+        })
     }
 }
 
@@ -158,5 +236,49 @@ impl Detector for KnnDetector {
         self.max = self.max.max(value);
         self.remember();
         score
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::testkit::Noise;
+
+    /// The nearest distance by a scan of every remembered picture.
+    fn scanned(knn: &KnnDetector) -> f64 {
+        let blocks = knn.config.blocks;
+        let mut best = f64::INFINITY;
+        for stored in knn.memory.chunks_exact(blocks).take(knn.stored) {
+            let mut sum = 0.0;
+            for (a, b) in stored.iter().zip(&knn.picture) {
+                sum += (a - b).abs();
+            }
+            best = best.min(sum);
+        }
+        best / blocks as f64
+    }
+
+    #[test]
+    fn the_ordered_search_finds_what_a_full_scan_finds() {
+        let mut noise = Noise::new(11);
+        // (case, series)
+        let cases: [(&str, Vec<f64>); 5] = [
+            ("noise", (0..3_000).map(|_| noise.normal()).collect()),
+            ("cycle", (0..3_000).map(|i| f64::from(i % 50) + noise.uniform()).collect()),
+            ("level 1e9", (0..3_000).map(|_| 1e9 + noise.normal() * 1e-3).collect()),
+            ("steps", (0..3_000).map(|i| f64::from(i / 300 % 3)).collect()),
+            ("huge", (0..3_000).map(|_| noise.normal() * 1e300).collect()),
+        ];
+        for (case, series) in cases {
+            let config = KnnConfig { memory: 200, ..KnnConfig::default() };
+            let mut knn = KnnDetector::new(config);
+            for (i, &value) in series.iter().enumerate() {
+                knn.score(0, value);
+                if knn.stored > 0 && knn.recent.is_full() {
+                    let (fast, full) = (knn.nearest(), scanned(&knn));
+                    assert_eq!(fast.to_bits(), full.to_bits(), "{case} at {i}");
+                }
+            }
+        }
     }
 }

@@ -31,6 +31,10 @@ pub struct AnalysisConfig {
     /// The anomaly detector, a name from `bench nab` (`combo`, ...),
     /// optionally with overrides (`combo@hold=200`). Default `combo`.
     pub detector: String,
+    /// Samples of a metric (since its analysis last started) before any
+    /// anomaly: the detector's first scores compare with an empty record
+    /// and would all be alarms. At least `min_samples`; default 500.
+    pub anomaly_warm_up: usize,
     /// Detector score in [0, 1] from which a sample is an anomaly of low
     /// severity. Default 0.5.
     pub low_score: f64,
@@ -90,6 +94,7 @@ impl Default for AnalysisConfig {
             window: 256,
             min_samples: 64,
             detector: detector::NAMES[0].to_owned(),
+            anomaly_warm_up: 500,
             low_score: 0.5,
             medium_score: 0.6,
             high_score: 0.75,
@@ -124,6 +129,9 @@ impl AnalysisConfig {
         })?;
         check(detector::by_name(&self.detector).is_some(), "detector", || {
             format!("must be one of {}", detector::NAMES.join(", "))
+        })?;
+        check(self.anomaly_warm_up >= self.min_samples, "anomaly_warm_up", || {
+            "must be at least `min_samples`".into()
         })?;
         self.validate_scores()?;
         self.validate_models()?;
@@ -267,11 +275,12 @@ mod tests {
     #[test]
     fn unworkable_settings_name_the_field() {
         type Edit = fn(&mut AnalysisConfig);
-        let cases: [(Edit, &str); 14] = [
+        let cases: [(Edit, &str); 15] = [
             (|c| c.analyzer = "engine/2".into(), "analyzer"),
             (|c| c.window = 4, "window"),
             (|c| c.min_samples = 300, "min_samples"),
             (|c| c.detector = "nope".into(), "detector"),
+            (|c| c.anomaly_warm_up = 10, "anomaly_warm_up"),
             (|c| c.medium_score = 0.4, "medium_score"),
             (|c| c.critical_score = 1.5, "critical_score"),
             (|c| c.low_score = f64::NAN, "low_score"),

@@ -126,7 +126,8 @@ impl Series {
         if (self.trend.len()) < cx.config.min_samples {
             return;
         }
-        if let Some(severity) = severity(cx.config, score) {
+        let warm = self.samples >= cx.config.anomaly_warm_up as u64;
+        if let Some(severity) = severity(cx.config, score).filter(|_| warm) {
             out.push(self.anomaly(cx, sample, score, severity));
         }
         if let Some(draft) = self.trend_change(cx) {
