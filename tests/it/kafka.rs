@@ -325,3 +325,51 @@ async fn the_worker_catches_up_after_a_broker_restart() -> anyhow::Result<()> {
     assert_eq!(count(&pool, distinct).await?, good, "stored twice");
     Ok(())
 }
+
+#[tokio::test]
+async fn messages_are_counted_per_source_in_health_and_metrics() -> anyhow::Result<()> {
+    const COUNT: usize = 300;
+    let topics = Topics::create(&brokers()).await?;
+    let config = topics.config(&brokers(), &unique("group"));
+    let node =
+        Node::launch(NodeOptions { config_toml: Some(config), ..NodeOptions::default() })
+            .await?;
+    let pool = node.database.pool().await?;
+    let topic = topics.metrics.clone();
+    tokio::task::spawn_blocking(move || produce(&brokers(), &topic, 1..COUNT + 1))
+        .await??;
+    wait_all_stored(&node, &pool, COUNT as i64).await?;
+
+    // Kafka delivered every message; the Redis sources, configured but
+    // silent, nothing.
+    let health = node.health().await?;
+    let sources = &health["sources"];
+    assert_eq!(sources["kafka"]["messages"], COUNT as u64, "{health}");
+    let kafka_rate = sources["kafka"]["perSecond"].as_f64().unwrap_or_default();
+    // Every message was stored within the last minute's window.
+    assert!(kafka_rate > 0.0 && kafka_rate <= COUNT as f64 / 60.0, "{kafka_rate}");
+    for silent in ["redis", "redis-stream"] {
+        assert_eq!(sources[silent]["messages"], 0, "{silent}: {health}");
+        assert_eq!(sources[silent]["perSecond"], 0.0, "{silent}: {health}");
+    }
+
+    let http = reqwest::Client::builder().no_proxy().build()?;
+    let url = format!("{}/metrics", node.http_url);
+    let metrics = http.get(url).send().await?.text().await?;
+    let value = |name: &str, source: &str| {
+        let prefix = format!("{name}{{source=\"{source}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    let total = "analytics_source_messages_total";
+    let rate = "analytics_source_messages_per_second";
+    assert_eq!(value(total, "kafka"), Some(COUNT as f64), "{metrics}");
+    assert_eq!(value(rate, "kafka"), Some(kafka_rate), "{metrics}");
+    for silent in ["redis", "redis-stream"] {
+        assert_eq!(value(total, silent), Some(0.0), "{metrics}");
+        assert_eq!(value(rate, silent), Some(0.0), "{metrics}");
+    }
+    Ok(())
+}
