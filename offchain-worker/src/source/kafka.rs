@@ -78,6 +78,7 @@ impl Ownership {
 /// Consumer callbacks: commit before giving partitions up, track ownership.
 pub struct Rebalancer {
     ownership: Arc<Ownership>,
+    stats: Arc<Stats>,
 }
 
 impl ClientContext for Rebalancer {}
@@ -98,6 +99,8 @@ impl ConsumerContext for Rebalancer {
         match rebalance {
             Rebalance::Assign(list) => {
                 self.ownership.update(list, true);
+                // A member of the group is up, even before any message.
+                self.stats.kafka_up.store(1, std::sync::atomic::Ordering::Relaxed);
                 info!(target: "worker::kafka", partitions = list.count(), "partitions assigned");
             }
             Rebalance::Error(err) => {
@@ -137,7 +140,7 @@ impl KafkaSource {
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "10000")
             .set("partition.assignment.strategy", "range,roundrobin")
-            .create_with_context(Rebalancer { ownership })
+            .create_with_context(Rebalancer { ownership, stats: self.stats.clone() })
     }
 
     /// Runs until `shutdown` fires or the pipeline goes away; commits the
