@@ -175,9 +175,10 @@ async fn count(pool: &sqlx::PgPool, sql: &str) -> anyhow::Result<i64> {
 }
 
 #[tokio::test]
-#[ignore = "tansu 0.6.0 mostly keeps a SIGKILLed member's share: after its session \
-            expires the survivor gets back only its own partitions; run with \
-            --ignored against another Kafka broker"]
+#[ignore = "tansu 0.6.0 keeps a SIGKILLed leader's generation and leadership when \
+            its session expires, so the surviving follower gets back only its own \
+            partitions (docs/operations.md); run with --ignored against another \
+            Kafka broker"]
 async fn two_workers_share_partitions_and_the_survivor_finishes_the_job(
 ) -> anyhow::Result<()> {
     const TOTAL: usize = 30_000;
@@ -371,5 +372,61 @@ async fn messages_are_counted_per_source_in_health_and_metrics() -> anyhow::Resu
         assert_eq!(value(total, silent), Some(0.0), "{metrics}");
         assert_eq!(value(rate, silent), Some(0.0), "{metrics}");
     }
+    Ok(())
+}
+
+#[tokio::test]
+async fn replay_csv_feeds_kafka_with_each_metric_on_one_partition() -> anyhow::Result<()>
+{
+    const SAMPLES: usize = 60;
+    // Topics the replay creates itself, three partitions each.
+    let topics = Topics {
+        users: unique("users"),
+        metrics: unique("metrics"),
+        business: unique("business"),
+    };
+    let series = integration_tests::workspace_root()
+        .join("data/nab/realKnownCause/machine_temperature_system_failure.csv");
+    let replay = |metric: &str, skip: usize| {
+        std::process::Command::new(integration_tests::node_binary())
+            .args(["replay-csv", &series.to_string_lossy(), "--kafka"])
+            .args(["--kafka-brokers", &brokers(), "--rate", "0", "--with-activity"])
+            .args(["--metric", metric, "--skip", &skip.to_string()])
+            .args(["--limit", &(SAMPLES / 2).to_string()])
+            .args(["--channel", &topics.metrics, "--user-channel", &topics.users])
+            .args(["--business-channel", &topics.business])
+            .output()
+    };
+    for (metric, skip) in [("temperature", 0), ("pressure", 0), ("temperature", 30)] {
+        let out = replay(metric, skip)?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "replay-csv failed: {stderr}");
+    }
+
+    let config = topics.config(&brokers(), &unique("group"));
+    let node =
+        Node::launch(NodeOptions { config_toml: Some(config), ..NodeOptions::default() })
+            .await?;
+    let pool = node.database.pool().await?;
+    // Per sample: a metric and a user event; a business event every tenth.
+    let per_run = SAMPLES / 2 + SAMPLES / 2 + 3;
+    wait_all_stored(&node, &pool, 3 * per_run as i64).await?;
+
+    let partitions: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT event_type, count(DISTINCT partition) FROM events \
+         WHERE kind = 'system_metric' GROUP BY event_type ORDER BY event_type",
+    )
+    .fetch_all(&pool)
+    .await?;
+    let expected = [("pressure".to_owned(), 1), ("temperature".to_owned(), 1)];
+    assert_eq!(partitions, expected, "each metric on one partition");
+    let (metrics, sources): (i64, Vec<String>) = sqlx::query_as(
+        "SELECT count(*), array_agg(DISTINCT source) FROM events \
+         WHERE kind = 'system_metric'",
+    )
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(metrics, (SAMPLES + SAMPLES / 2) as i64);
+    assert_eq!(sources, ["kafka"]);
     Ok(())
 }
