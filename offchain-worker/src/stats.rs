@@ -27,6 +27,8 @@ pub struct Stats {
     pub redis_up: AtomicU64,
     /// Whether the Kafka consumer last received successfully (1) or not (0).
     pub kafka_up: AtomicU64,
+    /// Messages the Kafka consumer received, repeats included.
+    pub kafka_received: AtomicU64,
     /// Kafka consumer lag per owned partition (`topic/partition` to the high
     /// watermark minus the committed offset), refreshed every few seconds.
     pub kafka_lag: Mutex<std::collections::BTreeMap<String, i64>>,

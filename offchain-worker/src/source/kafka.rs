@@ -202,6 +202,7 @@ impl KafkaSource {
                 }
             };
             self.stats.kafka_up.store(1, std::sync::atomic::Ordering::Relaxed);
+            Stats::bump(&self.stats.kafka_received, 1);
             let topic = message.topic();
             let Some(kind) = self.settings.topics.get(topic).copied() else { continue };
             let envelope = Envelope {
