@@ -15,7 +15,7 @@
 //! positions makes the preparer wait for the writer before checking, so
 //! repeats are always checked against committed rows.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -223,7 +223,17 @@ impl Pipeline {
         if in_flight.may_repeat(&batch) {
             in_flight.wait_for_writer().await;
         }
-        let Some(batch) = self.drop_stored(batch, shutdown).await else { return true };
+        let Some((batch, repeats)) = self.drop_stored(batch, shutdown).await else {
+            return true;
+        };
+        if !repeats.is_empty() {
+            // Acknowledging a message may acknowledge those before it
+            // (Kafka offsets): nothing may still be on its way to storage.
+            in_flight.wait_for_writer().await;
+            for (acker, receipts) in Acker::receipts(&repeats) {
+                acker.send(receipts);
+            }
+        }
         if batch.is_empty() {
             return true;
         }
@@ -237,20 +247,21 @@ impl Pipeline {
         to_writer.send(prepared).await.is_ok()
     }
 
-    /// Drops messages of log-based sources that are already stored (a
-    /// redelivery after a crash, or a repeat within the batch) and
-    /// acknowledges them again: each message is stored once.
+    /// Splits off messages of log-based sources that are already stored
+    /// (a redelivery after a crash), returned second to be acknowledged
+    /// again, and drops copies of a message earlier in the batch: each
+    /// message is stored once, and acknowledged only once stored.
     async fn drop_stored(
         &self,
         batch: Vec<Envelope>,
         shutdown: &CancellationToken,
-    ) -> Option<Vec<Envelope>> {
+    ) -> Option<(Vec<Envelope>, Vec<Envelope>)> {
         if batch.iter().all(|e| e.offset.is_none()) {
-            return Some(batch);
+            return Some((batch, Vec::new()));
         }
         let positions: Vec<Position> = batch.iter().filter_map(position_of).collect();
         let mut delay = Duration::from_millis(100);
-        let mut seen = loop {
+        let stored = loop {
             match self.store.stored_positions(&positions).await {
                 Ok(stored) => break stored,
                 Err(err) => {
@@ -263,18 +274,17 @@ impl Pipeline {
         };
         let mut fresh = Vec::with_capacity(batch.len());
         let mut repeats = Vec::new();
+        let mut in_batch = HashSet::new();
         for envelope in batch {
-            let repeat = position_of(&envelope).is_some_and(|p| !seen.insert(p));
-            if repeat {
-                repeats.push(envelope);
-            } else {
-                fresh.push(envelope);
+            match position_of(&envelope) {
+                Some(p) if stored.contains(&p) => repeats.push(envelope),
+                // A copy of a message earlier in this batch is acknowledged
+                // with it, after the commit, never before.
+                Some(p) if !in_batch.insert(p.clone()) => {}
+                _ => fresh.push(envelope),
             }
         }
-        for (acker, receipts) in Acker::receipts(&repeats) {
-            acker.send(receipts);
-        }
-        Some(fresh)
+        Some((fresh, repeats))
     }
 
     async fn wait_for_head(
