@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The main job on a local testnet: starts the services, builds and runs the
-# node on anvil (deploying the contract), replays the NAB machine
-# temperature series through Redis as system metrics (with user and
-# business events interleaved), verifies an anchored insight against the
-# chain, and keeps the node running until Ctrl-C.
+# node on anvil (deploying the contract) consuming both Redis and Kafka,
+# replays the NAB machine temperature series as system metrics (with user
+# and business events interleaved): the first half through Redis, the
+# second through Kafka (keyed by metric name, user and event type), verifies
+# an anchored insight against the chain, and keeps the node running until
+# Ctrl-C.
 #
 #   scripts/demo.sh              # run until Ctrl-C
 #   DEMO_EXIT=1 scripts/demo.sh  # stop after the replay and the verification
@@ -39,8 +41,12 @@ PGOPTIONS="--client-min-messages=warning" psql -q "$DATABASE_URL" -c "DROP DATAB
     -c "CREATE DATABASE analytics_demo"
 DEMO_DB="${DATABASE_URL%/*}/analytics_demo"
 
+# The Kafka topics exist before the node subscribes to them.
+"$BIN" replay-csv "$SERIES" --kafka --kafka-brokers "$KAFKA_BROKERS" --limit 0
+
 echo "==> starting the node (log: $STATE/node.log)"
 "$BIN" run --database-url "$DEMO_DB" --redis-url "$REDIS_URL" \
+    --kafka --kafka-brokers "$KAFKA_BROKERS" \
     --eth-rpc-url "$ETH_RPC_URL" --contract "$CONTRACT" \
     --rpc-port "$RPC_PORT" --ws-port "$HTTP_PORT" >"$STATE/node.log" 2>&1 &
 NODE_PID=$!
@@ -57,11 +63,16 @@ for _ in $(seq 1 120); do
     sleep 0.5
 done
 
-echo "==> replaying $SERIES at $RATE samples/s"
-LIMIT_ARGS=()
-[[ -n "${DEMO_LIMIT:-}" ]] && LIMIT_ARGS=(--limit "$DEMO_LIMIT")
+SAMPLES="$(tail -n +2 "$SERIES" | grep -c .)"
+[[ -n "${DEMO_LIMIT:-}" && "$DEMO_LIMIT" -lt "$SAMPLES" ]] && SAMPLES="$DEMO_LIMIT"
+HALF=$((SAMPLES / 2))
+echo "==> replaying $SERIES at $RATE samples/s: $HALF samples through Redis"
 "$BIN" replay-csv "$SERIES" --metric machine_temperature --redis-url "$REDIS_URL" \
-    --rate "$RATE" --with-activity "${LIMIT_ARGS[@]}"
+    --rate "$RATE" --with-activity --limit "$HALF"
+echo "==> and $((SAMPLES - HALF)) samples through Kafka ($KAFKA_BROKERS)"
+"$BIN" replay-csv "$SERIES" --metric machine_temperature --kafka \
+    --kafka-brokers "$KAFKA_BROKERS" --rate "$RATE" --with-activity \
+    --skip "$HALF" --limit "$((SAMPLES - HALF))"
 
 echo "==> waiting for the first insight to be final"
 PROOF="$STATE/proof.json"

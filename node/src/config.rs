@@ -332,7 +332,9 @@ impl Default for AnchorConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PipelineSettings {
-    /// Most messages per PostgreSQL transaction. Default 500.
+    /// Most messages per PostgreSQL transaction. Default 2000, below the
+    /// broadcast hub's 4096 slots, so one batch's broadcasts cannot
+    /// overrun a listener on their own.
     pub batch_size: usize,
     /// Longest wait for a batch to fill, milliseconds. Default 50.
     pub flush_interval_ms: u64,
@@ -347,7 +349,7 @@ pub struct PipelineSettings {
 impl Default for PipelineSettings {
     fn default() -> Self {
         Self {
-            batch_size: 500,
+            batch_size: 2000,
             flush_interval_ms: 50,
             max_message_bytes: 1 << 20,
             queue_capacity: 10_000,

@@ -1,7 +1,12 @@
-//! `replay-csv`: publishes a `timestamp,value` CSV (the NAB layout) to a
-//! Redis channel as system metrics, for demos and tests. Optionally it
-//! interleaves deterministic user and business events so every part of the
-//! pipeline has traffic.
+//! `replay-csv`: publishes a `timestamp,value` CSV (the NAB layout) as
+//! system metrics, to Redis channels or Kafka topics, for demos and tests.
+//! Optionally it interleaves deterministic user and business events so
+//! every part of the pipeline has traffic.
+//!
+//! On Kafka every message is keyed: a metric sample by its metric name, a
+//! user event by its user, a business event by its type. Kafka sends equal
+//! keys to one partition, and one partition is consumed by one worker of a
+//! group, so each metric's analysis state lives in one worker.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -12,6 +17,8 @@ use redis::AsyncCommands;
 use serde_json::{json, Value};
 use time::macros::format_description;
 use time::PrimitiveDateTime;
+
+mod kafka;
 
 /// Options of `analytics-node replay-csv`.
 #[derive(Debug, clap::Args)]
@@ -25,12 +32,26 @@ pub struct ReplayCsvArgs {
     /// Redis URL.
     #[arg(long, env = "ANALYTICS_REDIS_URL", default_value = crate::config::DEFAULT_REDIS_URL)]
     pub redis_url: String,
-    /// Channel for the metric samples.
-    #[arg(long, default_value = "system_metrics")]
-    pub channel: String,
-    /// Samples per second; 0 publishes as fast as Redis takes them.
+    /// Publish to Kafka topics instead of Redis channels, keyed; topics
+    /// that do not exist are created first.
+    #[arg(long)]
+    pub kafka: bool,
+    /// Kafka brokers of `--kafka`, `host:port[,host:port]`.
+    #[arg(long, env = "ANALYTICS_KAFKA_BROKERS", default_value = "localhost:9092")]
+    pub kafka_brokers: String,
+    /// Partitions of each topic `--kafka` creates.
+    #[arg(long, default_value_t = 3)]
+    pub partitions: i32,
+    /// Channel (topic with `--kafka`) of the metric samples. Default
+    /// `system_metrics`, or `system_events` with `--kafka`.
+    #[arg(long)]
+    pub channel: Option<String>,
+    /// Samples per second; 0 publishes as fast as the target takes them.
     #[arg(long, default_value_t = 500)]
     pub rate: u32,
+    /// Start at this sample (0 is the first row).
+    #[arg(long, default_value_t = 0)]
+    pub skip: usize,
     /// Publish at most this many samples.
     #[arg(long)]
     pub limit: Option<usize>,
@@ -38,12 +59,43 @@ pub struct ReplayCsvArgs {
     /// tenth sample, on these channels.
     #[arg(long)]
     pub with_activity: bool,
-    /// Channel of the user events of `--with-activity`.
-    #[arg(long, default_value = "user_events")]
-    pub user_channel: String,
-    /// Channel of the business events of `--with-activity`.
-    #[arg(long, default_value = "business_events")]
-    pub business_channel: String,
+    /// Channel (topic) of the user events of `--with-activity`. Default
+    /// `user_events`, or `user_activities` with `--kafka`.
+    #[arg(long)]
+    pub user_channel: Option<String>,
+    /// Channel (topic) of the business events of `--with-activity`.
+    /// Default `business_events`, or `business_metrics` with `--kafka`.
+    #[arg(long)]
+    pub business_channel: Option<String>,
+}
+
+/// Where each kind of message goes.
+#[derive(Debug, Clone)]
+struct Targets {
+    metrics: String,
+    users: String,
+    business: String,
+}
+
+impl ReplayCsvArgs {
+    fn targets(&self) -> Targets {
+        let pick = |given: &Option<String>, redis: &str, kafka: &str| {
+            given.clone().unwrap_or_else(|| if self.kafka { kafka } else { redis }.into())
+        };
+        Targets {
+            metrics: pick(&self.channel, "system_metrics", "system_events"),
+            users: pick(&self.user_channel, "user_events", "user_activities"),
+            business: pick(&self.business_channel, "business_events", "business_metrics"),
+        }
+    }
+}
+
+/// One message to publish: where, its key, its content.
+#[derive(Debug, Clone, PartialEq)]
+struct Message<'a> {
+    target: &'a str,
+    key: String,
+    body: Value,
 }
 
 /// One CSV row.
@@ -95,66 +147,112 @@ pub async fn run(args: ReplayCsvArgs) -> anyhow::Result<u64> {
             args.file.file_stem().and_then(|s| s.to_str()).unwrap_or("metric").to_owned()
         }
     };
-    let client = redis::Client::open(args.redis_url.as_str())?;
-    let mut redis =
-        client.get_multiplexed_async_connection().await.with_context(|| {
-            format!(
-                "cannot reach Redis at {}; start it with scripts/services.sh up",
-                args.redis_url
-            )
-        })?;
+    let targets = args.targets();
+    let mut sink = if args.kafka {
+        let topics = [&targets.metrics, &targets.users, &targets.business];
+        Sink::Kafka(
+            kafka::KafkaSink::connect(&args.kafka_brokers, topics, args.partitions)
+                .await?,
+        )
+    } else {
+        Sink::Redis(redis_connection(&args.redis_url).await?)
+    };
 
-    let limit = args.limit.unwrap_or(samples.len()).min(samples.len());
+    let end = args.limit.map_or(samples.len(), |l| args.skip.saturating_add(l));
+    let range = args.skip.min(samples.len())..end.min(samples.len());
     let started = Instant::now();
     let mut published = 0u64;
-    for (index, sample) in samples.iter().take(limit).enumerate() {
-        for (channel, message) in messages(&args, &metric, index, sample) {
-            let _: i64 = redis.publish(channel, message.to_string()).await?;
+    for (done, index) in range.enumerate() {
+        for message in messages(&args, &targets, &metric, index, &samples[index]) {
+            sink.publish(message).await?;
             published += 1;
         }
-        pace(args.rate, index + 1, started).await;
+        pace(args.rate, done + 1, started).await;
     }
+    sink.finish().await?;
     Ok(published)
 }
 
+async fn redis_connection(
+    url: &str,
+) -> anyhow::Result<redis::aio::MultiplexedConnection> {
+    let client = redis::Client::open(url)?;
+    client.get_multiplexed_async_connection().await.with_context(|| {
+        format!("cannot reach Redis at {url}; start it with scripts/services.sh up")
+    })
+}
+
+/// The target of a replay.
+enum Sink {
+    Redis(redis::aio::MultiplexedConnection),
+    Kafka(kafka::KafkaSink),
+}
+
+impl Sink {
+    async fn publish(&mut self, message: Message<'_>) -> anyhow::Result<()> {
+        match self {
+            Self::Redis(redis) => {
+                let _: i64 =
+                    redis.publish(message.target, message.body.to_string()).await?;
+            }
+            Self::Kafka(kafka) => {
+                let body = message.body.to_string();
+                kafka.send(message.target, &message.key, body.as_bytes()).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn finish(self) -> anyhow::Result<()> {
+        match self {
+            Self::Redis(_) => Ok(()),
+            Self::Kafka(kafka) => kafka.finish().await,
+        }
+    }
+}
+
 fn messages<'a>(
-    args: &'a ReplayCsvArgs,
+    args: &ReplayCsvArgs,
+    targets: &'a Targets,
     metric: &str,
     index: usize,
     sample: &Sample,
-) -> Vec<(&'a str, Value)> {
+) -> Vec<Message<'a>> {
     let timestamp = format_millis(sample.timestamp_ms);
-    let mut out = vec![(
-        args.channel.as_str(),
-        json!({
+    let mut out = vec![Message {
+        target: &targets.metrics,
+        key: metric.to_owned(),
+        body: json!({
             "name": metric,
             "value": sample.value,
             "tags": { "source": "nab", "file": args.file.file_name().and_then(|f| f.to_str()) },
             "timestamp": timestamp,
         }),
-    )];
+    }];
     if !args.with_activity {
         return out;
     }
     let user = format!("user-{}", (index * 7919) % 97);
     let user_type = ["page_view", "click", "search"][index % 3];
-    out.push((
-        args.user_channel.as_str(),
-        json!({
+    out.push(Message {
+        target: &targets.users,
+        key: user.clone(),
+        body: json!({
             "type": user_type,
             "user_id": user,
             "session_id": format!("session-{}", index / 50),
             "timestamp": timestamp,
         }),
-    ));
+    });
     if index.is_multiple_of(10) {
         let kinds = ["purchase", "signup", "support_ticket", "refund_request"];
         let kind = kinds[(index / 10) % kinds.len()];
         let value = ((index * 37) % 250) as f64 + 0.5;
-        out.push((
-            args.business_channel.as_str(),
-            json!({ "type": kind, "user_id": user, "value": value, "source": "web", "timestamp": timestamp }),
-        ));
+        out.push(Message {
+            target: &targets.business,
+            key: kind.to_owned(),
+            body: json!({ "type": kind, "user_id": user, "value": value, "source": "web", "timestamp": timestamp }),
+        });
     }
     out
 }

@@ -1,5 +1,6 @@
 //! Health reports: `analytics_systemHealth`, `/health` and `/metrics`.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 use std::sync::Mutex;
@@ -11,7 +12,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 
 use crate::rpc::views::{
-    AnchoringStatus, HealthView, ServiceStatus, Services, SinceStart, Totals,
+    AnchoringStatus, HealthView, ServiceStatus, Services, SinceStart, SourceView, Totals,
 };
 use crate::state::NodeState;
 
@@ -76,7 +77,19 @@ impl<'a> HealthProbe<'a> {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .clone(),
+            sources: self.sources(),
         }
+    }
+
+    fn sources(&self) -> BTreeMap<String, SourceView> {
+        let rates = self.state.stats.source_rates();
+        rates
+            .into_iter()
+            .map(|r| {
+                let view = SourceView { messages: r.messages, per_second: r.per_second };
+                (r.source.to_owned(), view)
+            })
+            .collect()
     }
 
     fn anchoring(&self) -> AnchoringStatus {
@@ -249,6 +262,7 @@ pub fn prometheus(state: &NodeState) -> String {
             );
         }
     }
+    write_source_rates(&mut out, stats);
     let gauges = [
         (
             "analytics_redis_up",
@@ -276,4 +290,33 @@ pub fn prometheus(state: &NodeState) -> String {
             writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
     }
     out
+}
+
+/// Per-source message counters and rates, every source listed.
+fn write_source_rates(out: &mut String, stats: &Stats) {
+    let rates = stats.source_rates();
+    let _ = writeln!(
+        out,
+        "# HELP analytics_source_messages_total Messages stored per source.\n\
+         # TYPE analytics_source_messages_total counter"
+    );
+    for rate in &rates {
+        let (source, messages) = (rate.source, rate.messages);
+        let _ = writeln!(
+            out,
+            "analytics_source_messages_total{{source=\"{source}\"}} {messages}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP analytics_source_messages_per_second Messages stored per second \
+         per source, last minute.\n# TYPE analytics_source_messages_per_second gauge"
+    );
+    for rate in &rates {
+        let (source, per_second) = (rate.source, rate.per_second);
+        let _ = writeln!(
+            out,
+            "analytics_source_messages_per_second{{source=\"{source}\"}} {per_second}"
+        );
+    }
 }

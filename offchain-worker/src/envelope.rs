@@ -2,6 +2,7 @@
 
 use analytics_primitives::event::StreamKind;
 use time::OffsetDateTime;
+use tokio::sync::mpsc::UnboundedSender;
 
 /// One message, with where it came from.
 #[derive(Debug, Clone)]
@@ -26,26 +27,63 @@ pub struct Envelope {
 }
 
 /// Acknowledges messages to their source after the PostgreSQL commit that
-/// holds them. Cloning is cheap; acknowledgements are batched by the source.
+/// holds them. Cloning is cheap: every envelope of a source shares the
+/// source's channel, and [`Acker::ack_all`] sends a whole batch's receipts
+/// as one message per source.
 #[derive(Debug, Clone)]
 pub struct Acker {
-    sender: tokio::sync::mpsc::UnboundedSender<(String, String)>,
+    sender: UnboundedSender<Vec<Receipt>>,
     id: String,
 }
 
+/// What a source needs to acknowledge one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// Channel, stream or topic.
+    pub stream: String,
+    /// Partition, 0 for unpartitioned sources.
+    pub partition: i32,
+    /// Position in the source, when it has one.
+    pub offset: Option<i64>,
+    /// The source's own id of the message (a stream entry id); empty when
+    /// the position says it all.
+    pub id: String,
+}
+
 impl Acker {
-    /// An acknowledgement of message `id` sent to `sender` with its stream.
-    pub fn new(
-        sender: tokio::sync::mpsc::UnboundedSender<(String, String)>,
-        id: String,
-    ) -> Self {
+    /// Acknowledgements of message `id` go to `sender`.
+    pub fn new(sender: UnboundedSender<Vec<Receipt>>, id: String) -> Self {
         Self { sender, id }
     }
 
-    /// Acknowledges the message of `stream`; a source that stopped simply
-    /// sees it again after a restart.
-    pub fn ack(&self, stream: &str) {
-        let _ = self.sender.send((stream.to_owned(), self.id.clone()));
+    /// The receipts of `envelopes`, grouped by source, ready for
+    /// [`Acker::send`] once their transaction committed.
+    pub fn receipts<'a>(
+        envelopes: impl IntoIterator<Item = &'a Envelope>,
+    ) -> Vec<(Acker, Vec<Receipt>)> {
+        let mut groups: Vec<(Acker, Vec<Receipt>)> = Vec::new();
+        for envelope in envelopes {
+            let Some(acker) = &envelope.ack else { continue };
+            let receipt = Receipt {
+                stream: envelope.stream.clone(),
+                partition: envelope.partition,
+                offset: envelope.offset,
+                id: acker.id.clone(),
+            };
+            let group =
+                groups.iter_mut().find(|(a, _)| a.sender.same_channel(&acker.sender));
+            match group {
+                Some((_, receipts)) => receipts.push(receipt),
+                None => groups.push((acker.clone(), vec![receipt])),
+            }
+        }
+        groups
+    }
+
+    /// Acknowledges `receipts` to this acker's source in one message; a
+    /// source that stopped simply sees the messages again after a restart.
+    pub fn send(&self, receipts: Vec<Receipt>) {
+        let _ = self.sender.send(receipts);
     }
 }
 

@@ -35,4 +35,15 @@ impl WorkerError {
             _ => false,
         }
     }
+
+    /// Whether the database refused an event because its position
+    /// (source, stream, partition, offset) is already stored: another
+    /// worker stored the same message first.
+    pub fn is_stored_position(&self) -> bool {
+        let Self::Database(sqlx::Error::Database(e)) = self else { return false };
+        e.is_unique_violation() && e.constraint() == Some(EVENTS_POSITION_INDEX)
+    }
 }
+
+/// The unique index on an event's position in its source.
+pub const EVENTS_POSITION_INDEX: &str = "events_source_position";

@@ -1,11 +1,21 @@
 //! The pipeline: envelopes in, stored events, metrics, insights and dead
 //! letters out, one PostgreSQL transaction per batch.
 //!
-//! A batch is prepared once (parsed, ids reserved, analysed, stamped with
-//! the chain head, hashed) and then written; a write that fails for a
-//! retryable reason is retried with the same rows, so the analysis never
-//! sees an event twice.
+//! Two stages run side by side, so the analysis of one batch overlaps the
+//! write of the one before:
+//!
+//! - the preparer collects a batch, drops what is already stored, reserves
+//!   event ids, parses, analyses, stamps with the chain head and hashes;
+//! - the writer ([`writer`]) writes each prepared batch in one transaction,
+//!   acknowledges it to its sources after the commit, and broadcasts it.
+//!
+//! A batch is prepared once; a write that fails for a retryable reason is
+//! retried with the same rows, so the analysis never sees an event twice.
+//! While a batch is with the writer, a message that may repeat one of its
+//! positions makes the preparer wait for the writer before checking, so
+//! repeats are always checked against committed rows.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,14 +28,15 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, warn};
 
-use crate::envelope::{Acker, Envelope};
+use crate::envelope::{Acker, Envelope, Receipt};
 use crate::error::WorkerError;
-use crate::hub::{Channel, Hub, NOTIFY_CHANNEL};
-use crate::messages::{self, InsightParts};
+use crate::hub::Hub;
 use crate::stats::Stats;
 use crate::storage::{
-    self, MetricRow, NewDeadLetter, NewEvent, NewInsight, NewMetric, Position, Store,
+    MetricRow, NewDeadLetter, NewEvent, NewInsight, NewMetric, Position, Store,
 };
+
+mod writer;
 
 /// Tuning of the pipeline.
 #[derive(Debug, Clone)]
@@ -63,11 +74,57 @@ struct Prepared {
     dead_letters: Vec<NewDeadLetter>,
     alerts: Vec<usize>,
     drafts: Vec<Value>,
-    acks: Vec<(Acker, String)>,
+    acks: Vec<(Acker, Vec<Receipt>)>,
 }
 
-fn ack_of(envelope: &Envelope) -> Option<(Acker, String)> {
-    envelope.ack.clone().map(|acker| (acker, envelope.stream.clone()))
+/// Batches handed to the writer and how far each source's positions went,
+/// so the preparer knows when a message may repeat one not yet committed.
+struct InFlight {
+    sent: u64,
+    done: watch::Receiver<u64>,
+    /// Stream to `(source, partition, highest offset handed over)`.
+    highest: HashMap<String, Vec<(&'static str, i32, i64)>>,
+}
+
+impl InFlight {
+    fn highest(&self, envelope: &Envelope) -> Option<i64> {
+        let entries = self.highest.get(&envelope.stream)?;
+        entries
+            .iter()
+            .find(|(s, p, _)| *s == envelope.source && *p == envelope.partition)
+            .map(|(_, _, offset)| *offset)
+    }
+
+    /// Whether a message of `batch` may repeat one the writer holds.
+    fn may_repeat(&self, batch: &[Envelope]) -> bool {
+        let pending = *self.done.borrow() < self.sent;
+        pending
+            && batch.iter().any(|e| {
+                e.offset.zip(self.highest(e)).is_some_and(|(offset, high)| offset <= high)
+            })
+    }
+
+    async fn wait_for_writer(&mut self) {
+        let sent = self.sent;
+        // An error means the writer is gone: nothing is in flight any more.
+        let _ = self.done.wait_for(|done| *done >= sent).await;
+    }
+
+    fn handed_over(&mut self, batch: &[Envelope]) {
+        self.sent += 1;
+        for envelope in batch {
+            let Some(offset) = envelope.offset else { continue };
+            let entries = match self.highest.get_mut(&envelope.stream) {
+                Some(entries) => entries,
+                None => self.highest.entry(envelope.stream.clone()).or_default(),
+            };
+            let key = (envelope.source, envelope.partition);
+            match entries.iter_mut().find(|(s, p, _)| (*s, *p) == key) {
+                Some(entry) => entry.2 = entry.2.max(offset),
+                None => entries.push((key.0, key.1, offset)),
+            }
+        }
+    }
 }
 
 fn position_of(envelope: &Envelope) -> Option<Position> {
@@ -83,13 +140,24 @@ fn position_of(envelope: &Envelope) -> Option<Position> {
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
 
 impl Pipeline {
-    /// Runs until `shutdown` fires or the sender side closes; the batch in
-    /// hand is written before returning.
+    /// Runs until `shutdown` fires or the sender side closes; every batch
+    /// in hand and in the queue is written before returning.
     pub async fn run(
         mut self,
         mut input: mpsc::Receiver<Envelope>,
         shutdown: CancellationToken,
     ) {
+        let (to_writer, batches) = mpsc::channel(1);
+        let (done_sender, done) = watch::channel(0);
+        let writer = writer::Writer {
+            store: self.store.clone(),
+            hub: self.hub.clone(),
+            stats: self.stats.clone(),
+            done: done_sender,
+        };
+        let writer = tokio::spawn(writer.run(batches, shutdown.clone()));
+        let mut in_flight = InFlight { sent: 0, done, highest: HashMap::new() };
+
         loop {
             let first = tokio::select! {
                 biased;
@@ -98,15 +166,26 @@ impl Pipeline {
             };
             let Some(first) = first else { break };
             let batch = self.collect(first, &mut input).await;
-            self.handle(batch, &shutdown).await;
+            if !self.hand_over(batch, &mut in_flight, &to_writer, &shutdown).await {
+                break;
+            }
         }
         input.close();
         let mut rest = Vec::new();
         while let Ok(envelope) = input.try_recv() {
             rest.push(envelope);
         }
-        for chunk in rest.chunks(self.config.batch_size) {
-            self.handle(chunk.to_vec(), &shutdown).await;
+        let mut rest = rest.into_iter().peekable();
+        while rest.peek().is_some() {
+            let batch: Vec<Envelope> =
+                rest.by_ref().take(self.config.batch_size).collect();
+            if !self.hand_over(batch, &mut in_flight, &to_writer, &shutdown).await {
+                break;
+            }
+        }
+        drop(to_writer);
+        if let Err(err) = writer.await {
+            error!(target: "worker::pipeline", %err, "the writer failed");
         }
         debug!(target: "worker::pipeline", "pipeline stopped");
     }
@@ -116,44 +195,73 @@ impl Pipeline {
         first: Envelope,
         input: &mut mpsc::Receiver<Envelope>,
     ) -> Vec<Envelope> {
-        let mut batch = vec![first];
+        let mut batch = Vec::with_capacity(self.config.batch_size);
+        batch.push(first);
         let deadline = tokio::time::Instant::now() + self.config.flush_interval;
         while batch.len() < self.config.batch_size {
-            match tokio::time::timeout_at(deadline, input.recv()).await {
-                Ok(Some(envelope)) => batch.push(envelope),
-                Ok(None) | Err(_) => break,
+            // Takes whatever is queued at once; waits only when nothing is.
+            let room = self.config.batch_size - batch.len();
+            match tokio::time::timeout_at(deadline, input.recv_many(&mut batch, room))
+                .await
+            {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
             }
         }
         batch
     }
 
-    async fn handle(&mut self, batch: Vec<Envelope>, shutdown: &CancellationToken) {
-        let Some(batch) = self.drop_stored(batch, shutdown).await else { return };
-        let head = self.wait_for_head(shutdown).await;
-        let prepared = match self.prepare_with_retry(&batch, head, shutdown).await {
-            Some(mut prepared) => {
-                prepared.acks = batch.iter().filter_map(ack_of).collect();
-                prepared
-            }
-            None => return,
+    /// Prepares a batch and hands it to the writer; false when the writer
+    /// is gone.
+    async fn hand_over(
+        &mut self,
+        batch: Vec<Envelope>,
+        in_flight: &mut InFlight,
+        to_writer: &mpsc::Sender<Prepared>,
+        shutdown: &CancellationToken,
+    ) -> bool {
+        if in_flight.may_repeat(&batch) {
+            in_flight.wait_for_writer().await;
+        }
+        let Some((batch, repeats)) = self.drop_stored(batch, shutdown).await else {
+            return true;
         };
-        self.write_with_retry(prepared, shutdown).await;
+        if !repeats.is_empty() {
+            // Acknowledging a message may acknowledge those before it
+            // (Kafka offsets): nothing may still be on its way to storage.
+            in_flight.wait_for_writer().await;
+            for (acker, receipts) in Acker::receipts(&repeats) {
+                acker.send(receipts);
+            }
+        }
+        if batch.is_empty() {
+            return true;
+        }
+        let head = self.wait_for_head(shutdown).await;
+        let Some(mut prepared) = self.prepare_with_retry(&batch, head, shutdown).await
+        else {
+            return true;
+        };
+        prepared.acks = Acker::receipts(&batch);
+        in_flight.handed_over(&batch);
+        to_writer.send(prepared).await.is_ok()
     }
 
-    /// Drops messages of log-based sources that are already stored (a
-    /// redelivery after a crash, or a repeat within the batch) and
-    /// acknowledges them again: each message is stored once.
+    /// Splits off messages of log-based sources that are already stored
+    /// (a redelivery after a crash), returned second to be acknowledged
+    /// again, and drops copies of a message earlier in the batch: each
+    /// message is stored once, and acknowledged only once stored.
     async fn drop_stored(
         &self,
         batch: Vec<Envelope>,
         shutdown: &CancellationToken,
-    ) -> Option<Vec<Envelope>> {
+    ) -> Option<(Vec<Envelope>, Vec<Envelope>)> {
         if batch.iter().all(|e| e.offset.is_none()) {
-            return Some(batch);
+            return Some((batch, Vec::new()));
         }
         let positions: Vec<Position> = batch.iter().filter_map(position_of).collect();
         let mut delay = Duration::from_millis(100);
-        let mut seen = loop {
+        let stored = loop {
             match self.store.stored_positions(&positions).await {
                 Ok(stored) => break stored,
                 Err(err) => {
@@ -165,15 +273,18 @@ impl Pipeline {
             }
         };
         let mut fresh = Vec::with_capacity(batch.len());
+        let mut repeats = Vec::new();
+        let mut in_batch = HashSet::new();
         for envelope in batch {
-            let repeat = position_of(&envelope).is_some_and(|p| !seen.insert(p));
-            if !repeat {
-                fresh.push(envelope);
-            } else if let Some((acker, stream)) = ack_of(&envelope) {
-                acker.ack(&stream);
+            match position_of(&envelope) {
+                Some(p) if stored.contains(&p) => repeats.push(envelope),
+                // A copy of a message earlier in this batch is acknowledged
+                // with it, after the commit, never before.
+                Some(p) if !in_batch.insert(p.clone()) => {}
+                _ => fresh.push(envelope),
             }
         }
-        Some(fresh)
+        Some((fresh, repeats))
     }
 
     async fn wait_for_head(
@@ -219,6 +330,7 @@ impl Pipeline {
         head: Option<BlockStamp>,
     ) -> Prepared {
         let mut prepared = Prepared::default();
+        prepared.events.reserve(batch.len());
         for (envelope, id) in batch.iter().zip(ids) {
             match parse_envelope(envelope, self.config.max_message_bytes) {
                 Ok(event) => self.accept(&mut prepared, envelope, *id, &event, head),
@@ -242,6 +354,9 @@ impl Pipeline {
         prepared.metrics.extend(analysis.metrics.into_iter().map(|m| new_metric(id, m)));
 
         let Some(head) = head else { return };
+        if analysis.insights.is_empty() {
+            return;
+        }
         let event_ref = EventRef { id, stream, timestamp_ms: event.timestamp_ms() };
         for draft in analysis.insights {
             let insight =
@@ -261,124 +376,6 @@ impl Pipeline {
                     error!(target: "worker::pipeline", %err, event = id, "insight dropped");
                 }
             }
-        }
-    }
-
-    async fn write_with_retry(
-        &mut self,
-        mut prepared: Prepared,
-        shutdown: &CancellationToken,
-    ) {
-        let mut delay = Duration::from_millis(100);
-        loop {
-            match self.write(&mut prepared).await {
-                Ok(ids) => {
-                    for (acker, stream) in &prepared.acks {
-                        acker.ack(stream);
-                    }
-                    return self.publish(&prepared, &ids);
-                }
-                Err(err) if err.is_retryable() => {
-                    Stats::bump(&self.stats.store_retries, 1);
-                    warn!(target: "worker::pipeline", %err, "store failed; retrying");
-                    if !sleep_or_cancel(&mut delay, shutdown).await {
-                        error!(target: "worker::pipeline", "shutdown with an unwritten batch");
-                        return;
-                    }
-                }
-                Err(err) => {
-                    error!(target: "worker::pipeline", %err, "batch rejected by storage");
-                    return self.salvage(&prepared, &err).await;
-                }
-            }
-        }
-    }
-
-    async fn write(&self, prepared: &mut Prepared) -> Result<Vec<i64>, WorkerError> {
-        let mut tx = self.store.begin().await?;
-        storage::insert_events(&mut tx, &prepared.events).await?;
-        storage::insert_metrics(&mut tx, &mut prepared.metrics).await?;
-        let ids = storage::insert_insights(&mut tx, &prepared.insights).await?;
-        storage::insert_dead_letters(&mut tx, &prepared.dead_letters).await?;
-        if let Some(payload) = self.announcement(prepared, &ids) {
-            storage::notify(&mut tx, NOTIFY_CHANNEL, &payload).await?;
-        }
-        tx.commit().await?;
-        Ok(ids)
-    }
-
-    /// What this batch adds to each channel, for the other nodes.
-    fn announcement(&self, prepared: &Prepared, ids: &[i64]) -> Option<String> {
-        let mut ranges = Vec::new();
-        let metric_ids = prepared.metrics.iter().map(|m| m.id);
-        if let (Some(first), Some(last)) = (metric_ids.clone().min(), metric_ids.max()) {
-            ranges.push((Channel::Dashboard, first, last));
-        }
-        if let (Some(first), Some(last)) = (ids.iter().min(), ids.iter().max()) {
-            ranges.push((Channel::Insights, *first, *last));
-        }
-        if ranges.is_empty() {
-            return None;
-        }
-        serde_json::to_string(&self.hub.announcement(ranges)).ok()
-    }
-
-    /// Keeps the raw messages of a batch the database refused, as dead
-    /// letters naming the storage error, so nothing is lost silently.
-    async fn salvage(&self, prepared: &Prepared, err: &WorkerError) {
-        let mut letters = prepared.dead_letters.clone();
-        letters.extend(prepared.events.iter().map(|e| NewDeadLetter {
-            source: e.source.clone(),
-            stream: e.stream.clone(),
-            partition: e.partition,
-            offset: e.offset,
-            raw: e.payload.clone().into_bytes(),
-            reason: format!("storage rejected the batch: {err}"),
-            received_at: e.received_at,
-        }));
-        let result = async {
-            let mut tx = self.store.begin().await?;
-            storage::insert_dead_letters(&mut tx, &letters).await?;
-            tx.commit().await.map_err(WorkerError::from)
-        };
-        match result.await {
-            Ok(()) => {
-                Stats::bump(&self.stats.dead_letters, letters.len() as u64);
-                for (acker, stream) in &prepared.acks {
-                    acker.ack(stream);
-                }
-            }
-            Err(err) => {
-                error!(target: "worker::pipeline", %err, lost = letters.len(), "messages lost")
-            }
-        }
-    }
-
-    fn publish(&self, prepared: &Prepared, ids: &[i64]) {
-        self.stats.record_events(prepared.events.len() as u64);
-        Stats::bump(&self.stats.dead_letters, prepared.dead_letters.len() as u64);
-        Stats::bump(&self.stats.insights, ids.len() as u64);
-
-        for metric in &prepared.metrics {
-            let data = messages::metric_message(&metric_row(metric));
-            self.hub.publish_at(Channel::Dashboard, Some(metric.id), data);
-        }
-        for (index, ((row, id), content)) in
-            prepared.insights.iter().zip(ids).zip(&prepared.drafts).enumerate()
-        {
-            let data = messages::insight_message(InsightParts {
-                id: *id,
-                hash: row.hash,
-                kind: &row.kind,
-                subject: &row.subject,
-                severity: row.severity.as_deref(),
-                status: "pending",
-                content,
-            });
-            if prepared.alerts.contains(&index) {
-                self.hub.publish_at(Channel::Alerts, Some(*id), data.clone());
-            }
-            self.hub.publish_at(Channel::Insights, Some(*id), data);
         }
     }
 }

@@ -2,8 +2,10 @@
 //!
 //! Writes of one pipeline batch (events, metrics, insights, dead letters)
 //! happen in one transaction. Event ids are reserved from the sequence
-//! before the insert so the analysis can cite them; bulk inserts go through
-//! `UNNEST` so a batch costs a handful of round trips.
+//! before the insert so the analysis can cite them. Events and metric
+//! samples, the bulk of a batch, go in by binary `COPY`
+//! ([`binary_copy`]); the other bulk inserts go through `UNNEST`, so a
+//! batch costs a handful of round trips.
 
 use alloy_primitives::{Address, B256};
 use serde_json::Value;
@@ -12,6 +14,9 @@ use sqlx::{FromRow, Postgres, Transaction};
 use time::OffsetDateTime;
 
 use crate::error::WorkerError;
+use binary_copy::CopyRows;
+
+mod binary_copy;
 
 /// A transaction on the store.
 pub type StoreTx = Transaction<'static, Postgres>;
@@ -284,7 +289,7 @@ impl Store {
     }
 }
 
-/// Inserts events in one statement.
+/// Inserts events with one binary `COPY`.
 pub async fn insert_events(
     tx: &mut StoreTx,
     rows: &[NewEvent],
@@ -292,31 +297,29 @@ pub async fn insert_events(
     if rows.is_empty() {
         return Ok(());
     }
-    sqlx::query(
-        "INSERT INTO events (id, source, stream, partition, \"offset\", kind, \
-         event_type, user_id, payload, event_time, received_at) \
-         SELECT i, s, st, p, o, k, et, u, pl::jsonb, t, r FROM UNNEST(\
-         $1::int8[], $2::text[], $3::text[], $4::int4[], $5::int8[], $6::text[], \
-         $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::timestamptz[]) \
-         AS x(i, s, st, p, o, k, et, u, pl, t, r)",
-    )
-    .bind(rows.iter().map(|r| r.id).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.source.clone()).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.stream.clone()).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.partition).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.offset).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.kind.to_owned()).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.event_type.clone()).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.user_id.clone()).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.payload.clone()).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.event_time).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.received_at).collect::<Vec<_>>())
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+    let size = rows.iter().map(|r| r.payload.len() + 160).sum();
+    let mut copy = CopyRows::new(11, size);
+    for row in rows {
+        copy.row();
+        copy.int8(row.id);
+        copy.text(&row.source);
+        copy.text(&row.stream);
+        copy.int4(row.partition);
+        copy.opt_int8(row.offset);
+        copy.text(row.kind);
+        copy.opt_text(row.event_type.as_deref());
+        copy.opt_text(row.user_id.as_deref());
+        copy.jsonb(&row.payload);
+        copy.timestamptz(row.event_time);
+        copy.timestamptz(row.received_at);
+    }
+    let statement = "COPY events (id, source, stream, partition, \"offset\", kind, \
+         event_type, user_id, payload, event_time, received_at) FROM STDIN (FORMAT binary)";
+    copy_in(tx, statement, copy).await
 }
 
-/// Inserts metric samples in one statement, assigning their ids in order.
+/// Inserts metric samples with one binary `COPY`, assigning their ids in
+/// order from `metrics_id_seq`.
 pub async fn insert_metrics(
     tx: &mut StoreTx,
     rows: &mut [NewMetric],
@@ -331,24 +334,31 @@ pub async fn insert_metrics(
     .bind(count)
     .fetch_all(&mut **tx)
     .await?;
-    for (row, id) in rows.iter_mut().zip(&ids) {
-        row.id = *id;
+    let mut copy = CopyRows::new(7, rows.len() * 120);
+    for (row, id) in rows.iter_mut().zip(ids) {
+        row.id = id;
+        copy.row();
+        copy.int8(id);
+        copy.int8(row.event_id);
+        copy.text(&row.name);
+        copy.float8(row.value);
+        copy.opt_float8(row.change_percent);
+        copy.jsonb(&row.tags.to_string());
+        copy.timestamptz(row.metric_time);
     }
-    sqlx::query(
-        "INSERT INTO metrics (id, event_id, name, value, change_percent, tags, metric_time) \
-         SELECT i, e, n, v, c, t::jsonb, m FROM UNNEST($1::int8[], $2::int8[], $3::text[], \
-         $4::float8[], $5::float8[], $6::text[], $7::timestamptz[]) \
-         AS x(i, e, n, v, c, t, m)",
-    )
-    .bind(ids)
-    .bind(rows.iter().map(|r| r.event_id).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.name.clone()).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.value).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.change_percent).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.tags.to_string()).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.metric_time).collect::<Vec<_>>())
-    .execute(&mut **tx)
-    .await?;
+    let statement = "COPY metrics (id, event_id, name, value, change_percent, tags, \
+         metric_time) FROM STDIN (FORMAT binary)";
+    copy_in(tx, statement, copy).await
+}
+
+async fn copy_in(
+    tx: &mut StoreTx,
+    statement: &str,
+    rows: CopyRows,
+) -> Result<(), WorkerError> {
+    let mut copy = tx.copy_in_raw(statement).await?;
+    copy.send(rows.finish()).await?;
+    copy.finish().await?;
     Ok(())
 }
 
@@ -389,25 +399,50 @@ pub type Position = (String, String, i32, i64);
 
 impl Store {
     /// Which of `positions` are already stored, as events or dead letters.
+    ///
+    /// The positions of one (source, stream, partition) are looked up as
+    /// one range of offsets on the position indexes, so the cost follows
+    /// the batch, not the size of the tables; rows stored inside a range
+    /// but not asked for may be returned too.
     pub async fn stored_positions(
         &self,
         positions: &[Position],
     ) -> Result<std::collections::HashSet<Position>, WorkerError> {
-        if positions.is_empty() {
+        let mut ranges: Vec<(&str, &str, i32, i64, i64)> = Vec::new();
+        for (source, stream, partition, offset) in positions {
+            let same = |r: &&mut (&str, &str, i32, i64, i64)| {
+                r.0 == source && r.1 == stream && r.2 == *partition
+            };
+            match ranges.iter_mut().find(same) {
+                Some(range) => {
+                    range.3 = range.3.min(*offset);
+                    range.4 = range.4.max(*offset);
+                }
+                None => ranges.push((source, stream, *partition, *offset, *offset)),
+            }
+        }
+        if ranges.is_empty() {
             return Ok(Default::default());
         }
         let rows: Vec<Position> = sqlx::query_as(
-            "WITH wanted AS (SELECT * FROM UNNEST($1::text[], $2::text[], $3::int4[], \
-             $4::int8[]) AS w(source, stream, partition, \"offset\")) \
-             SELECT e.source, e.stream, e.partition, e.\"offset\" FROM events e \
-             JOIN wanted USING (source, stream, partition, \"offset\") \
-             UNION SELECT d.source, d.stream, d.partition, d.\"offset\" FROM dead_letters d \
-             JOIN wanted USING (source, stream, partition, \"offset\")",
+            "SELECT r.source, r.stream, r.partition, s.\"offset\" \
+             FROM UNNEST($1::text[], $2::text[], $3::int4[], $4::int8[], $5::int8[]) \
+             AS r(source, stream, partition, low, high) \
+             CROSS JOIN LATERAL (\
+             SELECT e.\"offset\" FROM events e WHERE e.source = r.source \
+             AND e.stream = r.stream AND e.partition = r.partition \
+             AND e.\"offset\" IS NOT NULL AND e.\"offset\" BETWEEN r.low AND r.high \
+             UNION ALL \
+             SELECT d.\"offset\" FROM dead_letters d WHERE d.source = r.source \
+             AND d.stream = r.stream AND d.partition = r.partition \
+             AND d.\"offset\" IS NOT NULL AND d.\"offset\" BETWEEN r.low AND r.high\
+             ) AS s",
         )
-        .bind(positions.iter().map(|p| p.0.clone()).collect::<Vec<_>>())
-        .bind(positions.iter().map(|p| p.1.clone()).collect::<Vec<_>>())
-        .bind(positions.iter().map(|p| p.2).collect::<Vec<_>>())
-        .bind(positions.iter().map(|p| p.3).collect::<Vec<_>>())
+        .bind(ranges.iter().map(|r| r.0).collect::<Vec<_>>())
+        .bind(ranges.iter().map(|r| r.1).collect::<Vec<_>>())
+        .bind(ranges.iter().map(|r| r.2).collect::<Vec<_>>())
+        .bind(ranges.iter().map(|r| r.3).collect::<Vec<_>>())
+        .bind(ranges.iter().map(|r| r.4).collect::<Vec<_>>())
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.into_iter().collect())

@@ -175,9 +175,10 @@ async fn count(pool: &sqlx::PgPool, sql: &str) -> anyhow::Result<i64> {
 }
 
 #[tokio::test]
-#[ignore = "tansu 0.6.0 mostly keeps a SIGKILLed member's share: after its session \
-            expires the survivor gets back only its own partitions; run with \
-            --ignored against another Kafka broker"]
+#[ignore = "tansu 0.6.0 keeps a SIGKILLed leader's generation and leadership when \
+            its session expires, so the surviving follower gets back only its own \
+            partitions (docs/operations.md); run with --ignored against another \
+            Kafka broker"]
 async fn two_workers_share_partitions_and_the_survivor_finishes_the_job(
 ) -> anyhow::Result<()> {
     const TOTAL: usize = 30_000;
@@ -323,5 +324,109 @@ async fn the_worker_catches_up_after_a_broker_restart() -> anyhow::Result<()> {
     assert_eq!(count(&pool, "SELECT count(*) FROM events").await?, good);
     let distinct = "SELECT count(DISTINCT (partition, \"offset\")) FROM events";
     assert_eq!(count(&pool, distinct).await?, good, "stored twice");
+    Ok(())
+}
+
+#[tokio::test]
+async fn messages_are_counted_per_source_in_health_and_metrics() -> anyhow::Result<()> {
+    const COUNT: usize = 300;
+    let topics = Topics::create(&brokers()).await?;
+    let config = topics.config(&brokers(), &unique("group"));
+    let node =
+        Node::launch(NodeOptions { config_toml: Some(config), ..NodeOptions::default() })
+            .await?;
+    let pool = node.database.pool().await?;
+    let topic = topics.metrics.clone();
+    tokio::task::spawn_blocking(move || produce(&brokers(), &topic, 1..COUNT + 1))
+        .await??;
+    wait_all_stored(&node, &pool, COUNT as i64).await?;
+
+    // Kafka delivered every message; the Redis sources, configured but
+    // silent, nothing.
+    let health = node.health().await?;
+    let sources = &health["sources"];
+    assert_eq!(sources["kafka"]["messages"], COUNT as u64, "{health}");
+    let kafka_rate = sources["kafka"]["perSecond"].as_f64().unwrap_or_default();
+    // Every message was stored within the last minute's window.
+    assert!(kafka_rate > 0.0 && kafka_rate <= COUNT as f64 / 60.0, "{kafka_rate}");
+    for silent in ["redis", "redis-stream"] {
+        assert_eq!(sources[silent]["messages"], 0, "{silent}: {health}");
+        assert_eq!(sources[silent]["perSecond"], 0.0, "{silent}: {health}");
+    }
+
+    let http = reqwest::Client::builder().no_proxy().build()?;
+    let url = format!("{}/metrics", node.http_url);
+    let metrics = http.get(url).send().await?.text().await?;
+    let value = |name: &str, source: &str| {
+        let prefix = format!("{name}{{source=\"{source}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    let total = "analytics_source_messages_total";
+    let rate = "analytics_source_messages_per_second";
+    assert_eq!(value(total, "kafka"), Some(COUNT as f64), "{metrics}");
+    assert_eq!(value(rate, "kafka"), Some(kafka_rate), "{metrics}");
+    for silent in ["redis", "redis-stream"] {
+        assert_eq!(value(total, silent), Some(0.0), "{metrics}");
+        assert_eq!(value(rate, silent), Some(0.0), "{metrics}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn replay_csv_feeds_kafka_with_each_metric_on_one_partition() -> anyhow::Result<()>
+{
+    const SAMPLES: usize = 60;
+    // Topics the replay creates itself, three partitions each.
+    let topics = Topics {
+        users: unique("users"),
+        metrics: unique("metrics"),
+        business: unique("business"),
+    };
+    let series = integration_tests::workspace_root()
+        .join("data/nab/realKnownCause/machine_temperature_system_failure.csv");
+    let replay = |metric: &str, skip: usize| {
+        std::process::Command::new(integration_tests::node_binary())
+            .args(["replay-csv", &series.to_string_lossy(), "--kafka"])
+            .args(["--kafka-brokers", &brokers(), "--rate", "0", "--with-activity"])
+            .args(["--metric", metric, "--skip", &skip.to_string()])
+            .args(["--limit", &(SAMPLES / 2).to_string()])
+            .args(["--channel", &topics.metrics, "--user-channel", &topics.users])
+            .args(["--business-channel", &topics.business])
+            .output()
+    };
+    for (metric, skip) in [("temperature", 0), ("pressure", 0), ("temperature", 30)] {
+        let out = replay(metric, skip)?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "replay-csv failed: {stderr}");
+    }
+
+    let config = topics.config(&brokers(), &unique("group"));
+    let node =
+        Node::launch(NodeOptions { config_toml: Some(config), ..NodeOptions::default() })
+            .await?;
+    let pool = node.database.pool().await?;
+    // Per sample: a metric and a user event; a business event every tenth.
+    let per_run = SAMPLES / 2 + SAMPLES / 2 + 3;
+    wait_all_stored(&node, &pool, 3 * per_run as i64).await?;
+
+    let partitions: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT event_type, count(DISTINCT partition) FROM events \
+         WHERE kind = 'system_metric' GROUP BY event_type ORDER BY event_type",
+    )
+    .fetch_all(&pool)
+    .await?;
+    let expected = [("pressure".to_owned(), 1), ("temperature".to_owned(), 1)];
+    assert_eq!(partitions, expected, "each metric on one partition");
+    let (metrics, sources): (i64, Vec<String>) = sqlx::query_as(
+        "SELECT count(*), array_agg(DISTINCT source) FROM events \
+         WHERE kind = 'system_metric'",
+    )
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(metrics, (SAMPLES + SAMPLES / 2) as i64);
+    assert_eq!(sources, ["kafka"]);
     Ok(())
 }

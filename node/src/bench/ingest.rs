@@ -2,11 +2,12 @@
 //!
 //! In a fresh database it first loads N event rows with `COPY` (the rate
 //! PostgreSQL itself takes rows into the events table, indexes included),
-//! then produces N messages to a fresh topic and runs the node's Kafka
-//! source and pipeline (parsing, analysis, stamping, hashing, one
-//! transaction per batch, offsets stored after commit) until all N events
-//! are committed. It prints both rates and their ratio, measured in the
-//! same run.
+//! then produces N messages to a fresh topic, times a bare consumer reading
+//! them all (what the broker can deliver), and runs the node's Kafka source
+//! and pipeline (parsing, analysis, stamping, hashing, one transaction per
+//! batch, offsets stored after commit, broadcasts to a listening hub) until
+//! all N events are committed. It prints the rates and the ratio of the
+//! pipeline's to `COPY`'s, measured in the same run.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -25,11 +26,14 @@ use offchain_worker::storage::Store;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use serde_json::json;
 use sqlx::Connection;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
+
+use crate::config::PipelineSettings;
 
 /// Options of `bench ingest`.
 #[derive(Debug, clap::Args)]
@@ -47,6 +51,16 @@ pub struct IngestArgs {
     /// Partitions of the benchmark topic.
     #[arg(long, default_value_t = 4)]
     pub partitions: i32,
+    /// Most messages per pipeline transaction (`pipeline.batch_size`).
+    #[arg(long, default_value_t = PipelineSettings::default().batch_size)]
+    pub batch_size: usize,
+}
+
+/// The figures of one run, per second.
+struct Rates {
+    copy: f64,
+    fetch: f64,
+    ingest: f64,
 }
 
 /// Runs the benchmark and prints the figures.
@@ -55,17 +69,25 @@ pub async fn run(args: &IngestArgs) -> anyhow::Result<()> {
     let url = create_database(&args.database_url, &name).await?;
     let result = measure(args, &url, &name).await;
     drop_database(&args.database_url, &name).await;
-    let (copy_rate, ingest_rate) = result?;
-    println!("{:<44} {:>12.0} rows/s", "PostgreSQL COPY into events", copy_rate);
+    let rates = result?;
+    println!("{:<44} {:>12.0} rows/s", "PostgreSQL COPY into events", rates.copy);
+    println!(
+        "{:<44} {:>12.0} messages/s",
+        "Kafka fetch only (bare consumer)", rates.fetch
+    );
     println!(
         "{:<44} {:>12.0} events/s",
-        "Kafka -> committed rows (offsets stored)", ingest_rate
+        "Kafka -> committed rows (offsets stored)", rates.ingest
     );
-    println!("{:<44} {:>12.2}", "ratio", ingest_rate / copy_rate);
+    println!(
+        "{:<44} {:>12.2}",
+        "ratio (committed rows / COPY)",
+        rates.ingest / rates.copy
+    );
     Ok(())
 }
 
-async fn measure(args: &IngestArgs, url: &str, name: &str) -> anyhow::Result<(f64, f64)> {
+async fn measure(args: &IngestArgs, url: &str, name: &str) -> anyhow::Result<Rates> {
     let store = Store::connect(url, 10).await?;
     store.migrate().await?;
     let copy_rate = copy_rows(&store, args.messages).await?;
@@ -79,8 +101,47 @@ async fn measure(args: &IngestArgs, url: &str, name: &str) -> anyhow::Result<(f6
         (args.brokers.clone(), topic.clone(), args.messages);
     tokio::task::spawn_blocking(move || produce(&brokers, &produced_topic, count))
         .await??;
+    let (brokers, fetched_topic) = (args.brokers.clone(), topic.clone());
+    let fetch_rate = tokio::task::spawn_blocking(move || {
+        fetch_all(&brokers, &fetched_topic, &format!("{fetched_topic}_fetch"), count)
+    })
+    .await??;
     let ingest_rate = ingest(&store, args, &topic, name).await?;
-    Ok((copy_rate, ingest_rate))
+    Ok(Rates { copy: copy_rate, fetch: fetch_rate, ingest: ingest_rate })
+}
+
+/// Reads `count` messages of `topic` with a plain consumer and no storage:
+/// the rate the broker delivers at.
+fn fetch_all(
+    brokers: &str,
+    topic: &str,
+    group: &str,
+    count: usize,
+) -> anyhow::Result<f64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()?;
+    consumer.subscribe(&[topic])?;
+    let mut started = None;
+    let mut read = 0;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while read < count {
+        anyhow::ensure!(Instant::now() < deadline, "fetch stalled at {read}");
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(_)) => {
+                started.get_or_insert_with(Instant::now);
+                read += 1;
+            }
+            Some(Err(err)) => anyhow::bail!("fetching: {err}"),
+            None => {}
+        }
+    }
+    // Timed from the first message, after the group join.
+    let elapsed = started.map_or(Duration::ZERO, |s| s.elapsed());
+    Ok(count as f64 / elapsed.as_secs_f64())
 }
 
 async fn copy_rows(store: &Store, count: usize) -> anyhow::Result<f64> {
@@ -117,18 +178,23 @@ async fn ingest(
     let (_head, heads) = watch::channel(Some(stamp));
     let shutdown = CancellationToken::new();
     let stats = Arc::new(Stats::default());
-    let (sender, receiver) = mpsc::channel(10_000);
+    let defaults = PipelineSettings::default();
+    let (sender, receiver) = mpsc::channel(defaults.queue_capacity);
+    let hub = Hub::new();
+    // A listener, as the node's WebSocket dispatcher always is.
+    let mut listener = hub.subscribe();
+    tokio::spawn(async move { while listener.recv().await.is_ok() {} });
     let pipeline = Pipeline {
         store: store.clone(),
         analyzer: analysis::from_config(&AnalysisConfig::default())
             .expect("the default settings are valid"),
         heads,
-        hub: Hub::new(),
+        hub,
         stats: stats.clone(),
         config: PipelineConfig {
-            batch_size: 2000,
-            flush_interval: Duration::from_millis(20),
-            max_message_bytes: 1 << 20,
+            batch_size: args.batch_size,
+            flush_interval: Duration::from_millis(defaults.flush_interval_ms),
+            max_message_bytes: defaults.max_message_bytes,
         },
     };
     let topics = BTreeMap::from([
@@ -144,15 +210,23 @@ async fn ingest(
     };
     let source = KafkaSource::new(settings, stats.clone());
 
-    let started = Instant::now();
     let worker = tokio::spawn(pipeline.run(receiver, shutdown.clone()));
     let reader = tokio::spawn(source.run(sender, shutdown.clone()));
-    let goal = args.messages as i64;
+    let goal = args.messages as u64;
+    // Timed from the first message received, as the bare consumer is: the
+    // group join is no part of sustained ingest.
+    let joining = Instant::now();
+    let started = loop {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        if Stats::get(&stats.kafka_received) > 0 {
+            break Instant::now();
+        }
+        anyhow::ensure!(joining.elapsed() < Duration::from_secs(120), "nothing received");
+    };
     loop {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
-            .fetch_one(store.pool())
-            .await?;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        // Counted by the pipeline after each commit.
+        let stored = Stats::get(&stats.events) + Stats::get(&stats.dead_letters);
         if stored >= goal {
             break;
         }
@@ -161,10 +235,13 @@ async fn ingest(
             "ingest stalled at {stored}"
         );
     }
-    let rate = args.messages as f64 / started.elapsed().as_secs_f64();
+    let rate = goal as f64 / started.elapsed().as_secs_f64();
     shutdown.cancel();
     let _ = reader.await;
     let _ = worker.await;
+    let stored: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(store.pool()).await?;
+    anyhow::ensure!(stored == goal as i64, "{stored} events stored, not {goal}");
     Ok(rate)
 }
 

@@ -235,6 +235,20 @@ pub struct HealthView {
     /// Kafka consumer lag per owned partition (`topic/partition`): the high
     /// watermark minus the committed offset. Empty without Kafka.
     pub kafka_lag: std::collections::BTreeMap<String, i64>,
+    /// Messages stored per source since start, by the name recorded on
+    /// events: `redis` (pub/sub), `redis-stream` and `kafka`, each listed
+    /// whether used or not.
+    pub sources: std::collections::BTreeMap<String, SourceView>,
+}
+
+/// What one source delivered.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceView {
+    /// Messages stored since start, as events or dead letters.
+    pub messages: u64,
+    /// Messages stored per second over the last minute.
+    pub per_second: f64,
 }
 
 /// Anchoring health.

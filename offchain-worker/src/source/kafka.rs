@@ -4,7 +4,8 @@
 //! Offsets are committed automatically by the client, but only offsets the
 //! node has *stored*, and it stores a message's offset only after the
 //! PostgreSQL transaction holding it committed (the pipeline acknowledges
-//! through [`Acker`]). A crash therefore replays from the last stored
+//! through [`Acker`], and the source stores the offset after the last
+//! message of each partition in the batch). A crash therefore replays from the last stored
 //! offset, and the pipeline drops what is already stored, by position
 //! (topic, partition, offset). On a rebalance the node commits what it
 //! stored before giving partitions up, and never stores an offset for a
@@ -22,12 +23,13 @@ use rdkafka::consumer::{
 };
 use rdkafka::message::Message;
 use rdkafka::ClientContext;
+use rdkafka::{Offset, TopicPartitionList};
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::envelope::{Acker, Envelope};
+use crate::envelope::{Acker, Envelope, Receipt};
 use crate::stats::Stats;
 
 /// The source kind recorded on events.
@@ -76,6 +78,7 @@ impl Ownership {
 /// Consumer callbacks: commit before giving partitions up, track ownership.
 pub struct Rebalancer {
     ownership: Arc<Ownership>,
+    stats: Arc<Stats>,
 }
 
 impl ClientContext for Rebalancer {}
@@ -96,6 +99,8 @@ impl ConsumerContext for Rebalancer {
         match rebalance {
             Rebalance::Assign(list) => {
                 self.ownership.update(list, true);
+                // A member of the group is up, even before any message.
+                self.stats.kafka_up.store(1, std::sync::atomic::Ordering::Relaxed);
                 info!(target: "worker::kafka", partitions = list.count(), "partitions assigned");
             }
             Rebalance::Error(err) => {
@@ -135,7 +140,7 @@ impl KafkaSource {
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "10000")
             .set("partition.assignment.strategy", "range,roundrobin")
-            .create_with_context(Rebalancer { ownership })
+            .create_with_context(Rebalancer { ownership, stats: self.stats.clone() })
     }
 
     /// Runs until `shutdown` fires or the pipeline goes away; commits the
@@ -179,7 +184,7 @@ impl KafkaSource {
         &self,
         consumer: &StreamConsumer<Rebalancer>,
         output: &mpsc::Sender<Envelope>,
-        acks: &mpsc::UnboundedSender<(String, String)>,
+        acks: &mpsc::UnboundedSender<Vec<Receipt>>,
         shutdown: &CancellationToken,
     ) {
         loop {
@@ -197,18 +202,18 @@ impl KafkaSource {
                 }
             };
             self.stats.kafka_up.store(1, std::sync::atomic::Ordering::Relaxed);
-            let topic = message.topic().to_owned();
-            let Some(kind) = self.settings.topics.get(&topic).copied() else { continue };
-            let id = format!("{}:{}", message.partition(), message.offset());
+            Stats::bump(&self.stats.kafka_received, 1);
+            let topic = message.topic();
+            let Some(kind) = self.settings.topics.get(topic).copied() else { continue };
             let envelope = Envelope {
                 source: SOURCE,
-                stream: topic,
+                stream: topic.to_owned(),
                 kind,
                 partition: message.partition(),
                 offset: Some(message.offset()),
                 received_at: OffsetDateTime::now_utc(),
                 payload: message.payload().unwrap_or_default().to_vec(),
-                ack: Some(Acker::new(acks.clone(), id)),
+                ack: Some(Acker::new(acks.clone(), String::new())),
             };
             if output.send(envelope).await.is_err() {
                 return;
@@ -217,23 +222,45 @@ impl KafkaSource {
     }
 }
 
-/// Stores the offset after each acknowledged message, for partitions still
-/// owned; the client commits stored offsets in the background.
+/// Stores, per partition still owned, the offset after the last message
+/// of each acknowledged batch; the client commits stored offsets in the
+/// background.
 async fn store_offsets(
     consumer: Arc<StreamConsumer<Rebalancer>>,
     ownership: Arc<Ownership>,
-    mut acks: mpsc::UnboundedReceiver<(String, String)>,
+    mut acks: mpsc::UnboundedReceiver<Vec<Receipt>>,
 ) {
-    while let Some((topic, id)) = acks.recv().await {
-        let Some((partition, offset)) = parse_id(&id) else { continue };
-        if !ownership.owns(&topic, partition) {
-            debug!(target: "worker::kafka", %topic, partition, "not owned; offset not stored");
+    while let Some(receipts) = acks.recv().await {
+        let mut list = TopicPartitionList::new();
+        for ((topic, partition), last) in last_offsets(&receipts) {
+            if !ownership.owns(topic, partition) {
+                debug!(target: "worker::kafka", %topic, partition, "not owned; offset not stored");
+                continue;
+            }
+            let next = Offset::Offset(last + 1);
+            if let Err(err) = list.add_partition_offset(topic, partition, next) {
+                debug!(target: "worker::kafka", %err, %topic, partition, "bad offset");
+            }
+        }
+        if list.count() == 0 {
             continue;
         }
-        if let Err(err) = consumer.store_offset(&topic, partition, offset + 1) {
-            debug!(target: "worker::kafka", %err, %topic, partition, "offset not stored");
+        if let Err(err) = consumer.store_offsets(&list) {
+            debug!(target: "worker::kafka", %err, "offsets not stored");
         }
     }
+}
+
+/// The highest acknowledged offset of each partition.
+fn last_offsets(receipts: &[Receipt]) -> BTreeMap<(&str, i32), i64> {
+    let mut last = BTreeMap::new();
+    for receipt in receipts {
+        let Some(offset) = receipt.offset else { continue };
+        let entry = last.entry((receipt.stream.as_str(), receipt.partition));
+        let value = entry.or_insert(offset);
+        *value = (*value).max(offset);
+    }
+    last
 }
 
 /// Interval of consumer lag reports.
@@ -275,19 +302,26 @@ fn partition_lag(
     Ok(lag)
 }
 
-fn parse_id(id: &str) -> Option<(i32, i64)> {
-    let (partition, offset) = id.split_once(':')?;
-    Some((partition.parse().ok()?, offset.parse().ok()?))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn receipt(stream: &str, partition: i32, offset: i64) -> Receipt {
+        let stream = stream.to_owned();
+        Receipt { stream, partition, offset: Some(offset), id: String::new() }
+    }
+
     #[test]
-    fn reads_acknowledgement_ids() {
-        assert_eq!(parse_id("3:42"), Some((3, 42)));
-        assert_eq!(parse_id("x:1"), None);
-        assert_eq!(parse_id("3"), None);
+    fn keeps_the_last_offset_of_each_partition() {
+        let receipts = [
+            receipt("a", 0, 7),
+            receipt("a", 1, 3),
+            receipt("a", 0, 9),
+            receipt("b", 0, 1),
+            receipt("a", 0, 8),
+        ];
+        let last = last_offsets(&receipts);
+        let expected = BTreeMap::from([(("a", 0), 9), (("a", 1), 3), (("b", 0), 1)]);
+        assert_eq!(last, expected);
     }
 }

@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::envelope::{Acker, Envelope};
+use crate::envelope::{Acker, Envelope, Receipt};
 use crate::stats::Stats;
 
 /// The source kind recorded on events.
@@ -91,7 +91,7 @@ impl RedisStreamSource {
     async fn consume(
         &self,
         output: &mpsc::Sender<Envelope>,
-        acks: &mpsc::UnboundedSender<(String, String)>,
+        acks: &mpsc::UnboundedSender<Vec<Receipt>>,
         shutdown: &CancellationToken,
         connected_before: &mut bool,
     ) -> redis::RedisResult<()> {
@@ -143,7 +143,7 @@ impl RedisStreamSource {
         redis: &mut MultiplexedConnection,
         start: &str,
         output: &mpsc::Sender<Envelope>,
-        acks: &mpsc::UnboundedSender<(String, String)>,
+        acks: &mpsc::UnboundedSender<Vec<Receipt>>,
     ) -> redis::RedisResult<usize> {
         let mut total = 0;
         loop {
@@ -179,7 +179,7 @@ impl RedisStreamSource {
         &self,
         redis: &mut MultiplexedConnection,
         output: &mpsc::Sender<Envelope>,
-        acks: &mpsc::UnboundedSender<(String, String)>,
+        acks: &mpsc::UnboundedSender<Vec<Receipt>>,
     ) -> redis::RedisResult<()> {
         let idle = CLAIM_IDLE.as_millis() as usize;
         for stream in self.streams.keys() {
@@ -207,7 +207,7 @@ impl RedisStreamSource {
         stream: &str,
         entry: &redis::streams::StreamId,
         output: &mpsc::Sender<Envelope>,
-        acks: &mpsc::UnboundedSender<(String, String)>,
+        acks: &mpsc::UnboundedSender<Vec<Receipt>>,
     ) -> bool {
         let Some(kind) = self.streams.get(stream).copied() else { return true };
         let payload = match entry.map.get(PAYLOAD_FIELD) {
@@ -232,16 +232,15 @@ impl RedisStreamSource {
     }
 
     /// Sends `XACK`s in batches as the pipeline commits.
-    async fn acknowledge(self, mut acks: mpsc::UnboundedReceiver<(String, String)>) {
+    async fn acknowledge(self, mut acks: mpsc::UnboundedReceiver<Vec<Receipt>>) {
         let mut redis: Option<MultiplexedConnection> = None;
-        while let Some(first) = acks.recv().await {
-            let mut batch = vec![first];
+        while let Some(mut batch) = acks.recv().await {
             while let Ok(next) = acks.try_recv() {
-                batch.push(next);
+                batch.extend(next);
             }
             let mut by_stream: BTreeMap<String, Vec<String>> = BTreeMap::new();
-            for (stream, id) in batch {
-                by_stream.entry(stream).or_default().push(id);
+            for receipt in batch {
+                by_stream.entry(receipt.stream).or_default().push(receipt.id);
             }
             for (stream, ids) in by_stream {
                 if let Err(err) = self.xack(&mut redis, &stream, &ids).await {
