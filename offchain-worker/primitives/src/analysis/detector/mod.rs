@@ -8,6 +8,10 @@
 //! Named detectors ([`NAMES`], built by [`by_name`]):
 //! - `combo` (the default): the larger of two `knn-rel` detectors, one on
 //!   blocks of 4 samples and one on blocks of 16;
+//! - `combo-mute`: `combo` whose output is muted for 100 samples after
+//!   each alarm of either half, so one episode raises one alarm
+//!   (it scores higher on NAB than `combo`, which the `engine/1` analyser
+//!   keeps so that its insights replay unchanged);
 //! - `knn-rel`: [`knn`] novelty post-processed by [`relative`];
 //! - `knn`, `record`, `robust`: the building blocks alone.
 //!
@@ -20,9 +24,11 @@
 //! - [`record`]: robust deviations of values, differences and forecast
 //!   residuals, scored by how far they beat their own past record;
 //! - [`relative`]: a score relative to the series' own decaying record,
-//!   muted for a while after each alarm.
+//!   muted for a while after each alarm;
+//! - [`mute`]: any detector muted for a while after each alarm.
 
 pub mod knn;
+pub mod mute;
 pub mod record;
 pub mod relative;
 pub mod robust;
@@ -36,8 +42,15 @@ pub trait Detector: Send + Sync {
     fn score(&mut self, timestamp_ms: i64, value: f64) -> f64;
 }
 
+impl<D: Detector + ?Sized> Detector for Box<D> {
+    fn score(&mut self, timestamp_ms: i64, value: f64) -> f64 {
+        (**self).score(timestamp_ms, value)
+    }
+}
+
 /// Names accepted by [`by_name`], the default first.
-pub const NAMES: [&str; 5] = ["combo", "knn-rel", "knn", "record", "robust"];
+pub const NAMES: [&str; 6] =
+    ["combo", "combo-mute", "knn-rel", "knn", "record", "robust"];
 
 /// A fresh detector from a specification: a name from [`NAMES`],
 /// optionally followed by `@key=value,...` overrides of its numeric
@@ -59,6 +72,8 @@ const DECAY: f64 = 0.9995;
 const FLOOR: f64 = 0.1;
 /// Samples muted after an alarm of `knn-rel` and `combo`.
 const HOLD: usize = 300;
+/// Samples muted after an alarm of `combo-mute` as a whole.
+const MUTE: usize = 100;
 /// Samples per block of the coarse picture of `combo`.
 const COARSE_BLOCK: usize = 16;
 
@@ -72,6 +87,10 @@ struct Settings {
     hold: Option<usize>,
     /// Samples per block of the second, coarser picture of `combo`.
     coarse: Option<usize>,
+    /// Samples per block of a third picture of `combo-mute` (0: none).
+    third: Option<usize>,
+    /// Samples muted after an alarm of `combo-mute` as a whole.
+    mute: Option<usize>,
 }
 
 impl Settings {
@@ -89,6 +108,8 @@ impl Settings {
             "smooth" => self.smooth = Some(count),
             "hold" => self.hold = Some(count),
             "coarse" => self.coarse = Some(count),
+            "third" => self.third = Some(count),
+            "mute" => self.mute = Some(count),
             _ => return None,
         }
         Some(())
@@ -110,6 +131,16 @@ impl Settings {
                 let mut coarse = self;
                 coarse.knn.block = self.coarse.unwrap_or(COARSE_BLOCK);
                 Some(Box::new(Max(fine, coarse.build("knn-rel")?)))
+            }
+            "combo-mute" => {
+                let mut both = self.build("combo")?;
+                if let Some(block) = self.third.filter(|&b| b > 0) {
+                    let mut third = self;
+                    third.knn.block = block;
+                    both = Box::new(Max(both, third.build("knn-rel")?));
+                }
+                let mute = self.mute.unwrap_or(MUTE);
+                Some(Box::new(mute::Mute::new(both, mute)))
             }
             "record" => Some(Box::new(record::RecordDetector::default())),
             "robust" => Some(Box::new(robust::RobustScorer::default())),
