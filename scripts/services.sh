@@ -667,6 +667,14 @@ cmd_status() {
         report anvil down "$ETH_RPC_URL"
         failed=1
     fi
+    if kafka_answers; then
+        note="not managed here"
+        pid_alive "$KAFKA_PID" tansu >/dev/null && note="managed, pid $(cat "$KAFKA_PID"), data $KAFKA_DIR"
+        report kafka up "$HOST:$KAFKA_PORT ($note)"
+    else
+        report kafka down "$HOST:$KAFKA_PORT"
+        failed=1
+    fi
     return "$failed"
 }
 
