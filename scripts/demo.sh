@@ -42,7 +42,7 @@ PGOPTIONS="--client-min-messages=warning" psql -q "$DATABASE_URL" -c "DROP DATAB
 DEMO_DB="${DATABASE_URL%/*}/analytics_demo"
 
 # The Kafka topics exist before the node subscribes to them.
-"$BIN" replay-csv "$SERIES" --kafka --kafka-brokers "$KAFKA_BROKERS" --limit 0
+"$BIN" replay-csv "$SERIES" --kafka --kafka-brokers "$KAFKA_BROKERS" --limit 0 >/dev/null
 
 echo "==> starting the node (log: $STATE/node.log)"
 "$BIN" run --database-url "$DEMO_DB" --redis-url "$REDIS_URL" \
