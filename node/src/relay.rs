@@ -76,9 +76,13 @@ async fn relay(
         for message in messages {
             let alert = channel == Channel::Insights && is_alert(&message.data);
             if alert {
-                hub.publish_at(Channel::Alerts, message.position, message.data.clone());
+                hub.publish_relayed(
+                    Channel::Alerts,
+                    message.position,
+                    message.data.clone(),
+                );
             }
-            hub.publish_at(channel, message.position, message.data);
+            hub.publish_relayed(channel, message.position, message.data);
         }
     }
     Ok(())

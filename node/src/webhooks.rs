@@ -202,7 +202,11 @@ impl Watcher {
 
 /// The notification of an anomaly alert; `None` for anything else.
 fn notification(message: &HubMessage) -> Option<Notification> {
-    if message.channel != Channel::Alerts || message.data["kind"] != "anomaly" {
+    // An alert relayed from another node was that node's to report.
+    if message.relayed
+        || message.channel != Channel::Alerts
+        || message.data["kind"] != "anomaly"
+    {
         return None;
     }
     let severity: Severity =
@@ -314,6 +318,15 @@ mod tests {
             let got = notification(&message).map(|n| (n.insight, n.severity));
             assert_eq!(got, expected.map(|s| (7, s)), "{channel:?} {data}");
         }
+    }
+
+    #[test]
+    fn alerts_relayed_from_other_nodes_are_not_notified() {
+        let data = json!({"kind": "anomaly", "severity": "critical"});
+        let local = Hub::message(Channel::Alerts, Some(7), data.clone());
+        assert!(notification(&local).is_some());
+        let relayed = HubMessage { relayed: true, ..local };
+        assert!(notification(&relayed).is_none());
     }
 
     #[test]

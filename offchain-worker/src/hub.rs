@@ -42,6 +42,9 @@ pub struct HubMessage {
     pub data: Value,
     /// Wall-clock time of the broadcast, RFC 3339.
     pub timestamp: String,
+    /// Whether another node stored it and this node only relays it.
+    #[serde(skip)]
+    pub relayed: bool,
 }
 
 /// The PostgreSQL notification channel on which nodes announce what they
@@ -98,6 +101,13 @@ impl Hub {
         let _ = self.sender.send(Arc::new(Self::message(channel, position, data)));
     }
 
+    /// Publishes what another node stored, marked as relayed so that
+    /// node-local reactions (webhooks) happen on the storing node only.
+    pub fn publish_relayed(&self, channel: Channel, position: Option<i64>, data: Value) {
+        let message = HubMessage { relayed: true, ..Self::message(channel, position, data) };
+        let _ = self.sender.send(Arc::new(message));
+    }
+
     /// Builds a message as [`Hub::publish_at`] would send it.
     pub fn message(channel: Channel, position: Option<i64>, data: Value) -> HubMessage {
         let kind = match channel {
@@ -107,7 +117,7 @@ impl Hub {
             Channel::Anchors => "anchor",
         };
         let timestamp = analytics_primitives::timestamp::format_millis(now_millis());
-        HubMessage { channel, kind, position, data, timestamp }
+        HubMessage { channel, kind, position, data, timestamp, relayed: false }
     }
 
     /// A receiver of every channel; filter by [`HubMessage::channel`].
