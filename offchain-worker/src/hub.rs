@@ -104,7 +104,8 @@ impl Hub {
     /// Publishes what another node stored, marked as relayed so that
     /// node-local reactions (webhooks) happen on the storing node only.
     pub fn publish_relayed(&self, channel: Channel, position: Option<i64>, data: Value) {
-        let message = HubMessage { relayed: true, ..Self::message(channel, position, data) };
+        let message =
+            HubMessage { relayed: true, ..Self::message(channel, position, data) };
         let _ = self.sender.send(Arc::new(message));
     }
 
