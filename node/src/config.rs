@@ -333,7 +333,7 @@ impl Default for AnchorConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct PipelineSettings {
     /// Most messages per PostgreSQL transaction. Default 2000, below the
-    /// broadcast hub's 4096 slots, so one batch's broadcasts cannot
+    /// broadcast hub's 16 384 slots, so one batch's broadcasts cannot
     /// overrun a listener on their own.
     pub batch_size: usize,
     /// Longest wait for a batch to fill, milliseconds. Default 50.

@@ -85,6 +85,9 @@ struct Client {
     channels: HashSet<Channel>,
     queue: mpsc::Sender<Outgoing>,
     too_slow: CancellationToken,
+    /// Fired when the dispatcher lost broadcasts this client may have
+    /// wanted: it is told and closed, to resume from its last position.
+    missed: CancellationToken,
 }
 
 /// A broadcast serialised once for all connections.
@@ -124,9 +127,20 @@ impl WsHub {
             match message {
                 Ok(message) => self.deliver(&message),
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    warn!(target: "ws", missed, "dispatcher fell behind the hub");
+                    warn!(target: "ws", missed, "dispatcher fell behind the hub; subscribers must resume");
+                    self.missed_broadcasts();
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+
+    /// Broadcasts were lost before reaching the queues: every subscribed
+    /// client is told and closed rather than left with a silent gap.
+    fn missed_broadcasts(&self) {
+        for client in self.clients().values() {
+            if !client.channels.is_empty() {
+                client.missed.cancel();
             }
         }
     }
@@ -204,7 +218,13 @@ async fn session(mut socket: WebSocket, state: Arc<NodeState>) {
     let id = ws.next_id.fetch_add(1, Ordering::Relaxed);
     let (queue, receiver) = mpsc::channel(ws.settings.queue_capacity);
     let too_slow = CancellationToken::new();
-    let client = Client { channels: HashSet::new(), queue, too_slow: too_slow.clone() };
+    let missed = CancellationToken::new();
+    let client = Client {
+        channels: HashSet::new(),
+        queue,
+        too_slow: too_slow.clone(),
+        missed: missed.clone(),
+    };
     ws.clients().insert(id, client);
     let mut connection = Connection {
         id,
@@ -213,7 +233,7 @@ async fn session(mut socket: WebSocket, state: Arc<NodeState>) {
         last_heard: Instant::now(),
         floors: HashMap::new(),
     };
-    let end = connection.serve(receiver, too_slow).await;
+    let end = connection.serve(receiver, too_slow, missed).await;
     ws.clients().remove(&id);
     if matches!(end, End::TooSlow) {
         ws.dropped_slow.fetch_add(1, Ordering::Relaxed);
@@ -231,6 +251,7 @@ enum WriteError {
 enum End {
     ClientClosed,
     TooSlow,
+    ServerBehind,
     Silent,
     WriteFailed,
 }
@@ -250,6 +271,7 @@ impl Connection {
         &mut self,
         mut queue: mpsc::Receiver<Outgoing>,
         too_slow: CancellationToken,
+        missed: CancellationToken,
     ) -> End {
         let settings = self.state.ws.settings.clone();
         let welcome = json!({ "connection_id": self.id.to_string(), "channels": CHANNELS,
@@ -263,6 +285,7 @@ impl Connection {
             tokio::select! {
                 biased;
                 () = too_slow.cancelled() => return self.drop_slow().await,
+                () = missed.cancelled() => return self.drop_behind().await,
                 incoming = self.socket.recv() => match incoming {
                     Some(Ok(message)) => {
                         self.last_heard = Instant::now();
@@ -303,6 +326,16 @@ impl Connection {
         let frame = CloseFrame { code: CLOSE_TOO_SLOW, reason };
         let _ = self.write_raw(Message::Close(Some(frame))).await;
         End::TooSlow
+    }
+
+    async fn drop_behind(&mut self) -> End {
+        let data = json!({ "code": "server_behind",
+            "message": "the server fell behind and lost broadcasts; reconnect and resume from your last position" });
+        let _ = self.send("error", data).await;
+        let reason = Utf8Bytes::from_static("server fell behind; resume");
+        let frame = CloseFrame { code: CLOSE_TRY_LATER, reason };
+        let _ = self.write_raw(Message::Close(Some(frame))).await;
+        End::ServerBehind
     }
 
     async fn on_message(&mut self, message: Message) -> Result<(), End> {

@@ -8,7 +8,7 @@ use serde_json::Value;
 use tokio::sync::broadcast;
 
 /// Messages kept for slow receivers before they lag.
-pub const HUB_CAPACITY: usize = 4096;
+pub const HUB_CAPACITY: usize = 16_384;
 
 /// The channels a client can follow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
