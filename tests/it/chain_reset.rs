@@ -4,40 +4,15 @@
 
 use std::time::Duration;
 
-use integration_tests::{publish, redis_connection, rpc, Node};
+use integration_tests::{rpc, Node};
 use serde_json::{json, Value};
-
-async fn batch_of(node: &Node, id: i64) -> anyhow::Result<Option<Value>> {
-    let insight = node.call("analytics_getInsight", json!([id])).await?;
-    let Some(batch) = insight["batchId"].as_i64() else { return Ok(None) };
-    Ok(Some(node.call("analytics_getBatch", json!([batch])).await?))
-}
-
-async fn newest_insight(node: &Node, above: i64) -> anyhow::Result<i64> {
-    node.wait_for("an insight", Duration::from_secs(30), || async {
-        let list = node.call("analytics_listInsights", json!([{ "limit": 1 }])).await?;
-        Ok(list[0]["id"].as_i64().filter(|id| *id > above))
-    })
-    .await
-}
-
-fn sale(value: u64) -> Vec<u8> {
-    let sale = json!({ "type": "purchase", "value": value, "user_id": "u", "timestamp": 1_700_000_000 });
-    sale.to_string().into_bytes()
-}
 
 #[tokio::test]
 async fn a_chain_restarted_from_scratch_is_reported_as_a_reset() -> anyhow::Result<()> {
     let mut node = Node::start().await?;
-    let mut redis = redis_connection(&node.redis_url).await?;
-    publish(&mut redis, &node.channels.business, [sale(42)]).await?;
-    let id = newest_insight(&node, 0).await?;
-    let anchored = node
-        .wait_for("the batch final", Duration::from_secs(60), || async {
-            let batch = batch_of(&node, id).await?;
-            Ok(batch.filter(|b| b["status"] == "final"))
-        })
-        .await?;
+    node.publish_sale(42).await?;
+    let id = node.newest_insight(0).await?;
+    let anchored = node.wait_batch_status(id, "final", Duration::from_secs(60)).await?;
     let contract = anchored["contract"].as_str().expect("a contract").to_owned();
     let tx = rpc::call(
         &node.anvil.url,
@@ -95,8 +70,8 @@ async fn a_chain_restarted_from_scratch_is_reported_as_a_reset() -> anyhow::Resu
 
     // A new insight on the fresh chain: nothing is sent to an address
     // without a contract, anchoring says why it is stuck, and says it once.
-    publish(&mut redis, &node.channels.business, [sale(43)]).await?;
-    let later = newest_insight(&node, id).await?;
+    node.publish_sale(43).await?;
+    let later = node.newest_insight(id).await?;
     let health = node
         .wait_for("anchoring reported failing", Duration::from_secs(30), || async {
             let health = node.health().await?;

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use integration_tests::{publish, redis_connection, rpc, Node, NodeOptions};
+use integration_tests::{rpc, Node, NodeOptions};
 use serde_json::json;
 
 #[tokio::test]
@@ -15,9 +15,7 @@ async fn with_finalized_finality_a_batch_waits_for_the_chains_finalized_block(
     let options =
         NodeOptions { config_toml: Some(config.into()), ..NodeOptions::default() };
     let node = Node::launch(options).await?;
-    let mut redis = redis_connection(&node.redis_url).await?;
-    let sale = json!({ "type": "purchase", "value": 42, "user_id": "u", "timestamp": 1_700_000_000 });
-    publish(&mut redis, &node.channels.business, [sale.to_string().into_bytes()]).await?;
+    node.publish_sale(42).await?;
 
     let anchored = node
         .wait_for("an anchored batch", Duration::from_secs(30), || async {

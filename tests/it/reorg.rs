@@ -3,14 +3,8 @@
 
 use std::time::Duration;
 
-use integration_tests::{publish, redis_connection, rpc, Node, NodeOptions};
-use serde_json::{json, Value};
-
-async fn batch_of(node: &Node, id: i64) -> anyhow::Result<Option<Value>> {
-    let insight = node.call("analytics_getInsight", json!([id])).await?;
-    let Some(batch) = insight["batchId"].as_i64() else { return Ok(None) };
-    Ok(Some(node.call("analytics_getBatch", json!([batch])).await?))
-}
+use integration_tests::{rpc, Node, NodeOptions};
+use serde_json::json;
 
 #[tokio::test]
 async fn a_reorg_dropping_the_anchor_block_ends_re_anchored_and_verifiable(
@@ -21,23 +15,10 @@ async fn a_reorg_dropping_the_anchor_block_ends_re_anchored_and_verifiable(
         ..NodeOptions::default()
     };
     let node = Node::launch(options).await?;
-    let mut redis = redis_connection(&node.redis_url).await?;
-    let sale = json!({ "type": "purchase", "value": 42, "user_id": "u", "timestamp": 1_700_000_000 });
-    publish(&mut redis, &node.channels.business, [sale.to_string().into_bytes()]).await?;
+    node.publish_sale(42).await?;
 
-    let id = node
-        .wait_for("an insight", Duration::from_secs(30), || async {
-            let list =
-                node.call("analytics_listInsights", json!([{ "limit": 1 }])).await?;
-            Ok(list[0]["id"].as_i64())
-        })
-        .await?;
-    let before = node
-        .wait_for("the first anchoring", Duration::from_secs(30), || async {
-            let batch = batch_of(&node, id).await?;
-            Ok(batch.filter(|b| b["status"] == "anchored"))
-        })
-        .await?;
+    let id = node.newest_insight(0).await?;
+    let before = node.wait_batch_status(id, "anchored", Duration::from_secs(30)).await?;
     let block = before["blockNumber"].as_u64().expect("anchoring block");
 
     // Replace the anchoring block and everything after it with empty blocks.
@@ -48,7 +29,7 @@ async fn a_reorg_dropping_the_anchor_block_ends_re_anchored_and_verifiable(
 
     let after = node
         .wait_for("anchoring on the new chain", Duration::from_secs(60), || async {
-            let batch = batch_of(&node, id).await?;
+            let batch = node.batch_of(id).await?;
             Ok(batch.filter(|b| {
                 b["status"] == "final" && b["blockHash"] != before["blockHash"]
             }))

@@ -8,14 +8,8 @@ use alloy::primitives::{Address, B256};
 use alloy::providers::ProviderBuilder;
 use alloy::sol_types::SolEvent;
 use insight_anchor::InsightAnchor;
-use integration_tests::{publish, redis_connection, rpc, Node, NodeOptions};
+use integration_tests::{rpc, Node, NodeOptions};
 use serde_json::{json, Value};
-
-async fn batch_of(node: &Node, id: i64) -> anyhow::Result<Option<Value>> {
-    let insight = node.call("analytics_getInsight", json!([id])).await?;
-    let Some(batch) = insight["batchId"].as_i64() else { return Ok(None) };
-    Ok(Some(node.call("analytics_getBatch", json!([batch])).await?))
-}
 
 fn hex_u64(value: &Value) -> u64 {
     let hex = value.as_str().expect("a hex quantity").trim_start_matches("0x");
@@ -52,22 +46,10 @@ async fn a_node_killed_between_broadcast_and_inclusion_anchors_each_batch_exactl
     // Nothing gets mined from here on: the anchoring transaction the node
     // broadcasts for the batch stays in the pool.
     node.anvil.pause_mining().await?;
-    let mut redis = redis_connection(&node.redis_url).await?;
-    let sale = json!({ "type": "purchase", "value": 42, "user_id": "u", "timestamp": 1_700_000_000 });
-    publish(&mut redis, &node.channels.business, [sale.to_string().into_bytes()]).await?;
-    let id = node
-        .wait_for("an insight", Duration::from_secs(30), || async {
-            let list =
-                node.call("analytics_listInsights", json!([{ "limit": 1 }])).await?;
-            Ok(list[0]["id"].as_i64())
-        })
-        .await?;
-    let submitted = node
-        .wait_for("the batch broadcast", Duration::from_secs(30), || async {
-            let batch = batch_of(&node, id).await?;
-            Ok(batch.filter(|b| b["status"] == "submitted"))
-        })
-        .await?;
+    node.publish_sale(42).await?;
+    let id = node.newest_insight(0).await?;
+    let submitted =
+        node.wait_batch_status(id, "submitted", Duration::from_secs(30)).await?;
     let tx_hash = submitted["txHash"].as_str().expect("a submitted batch has its tx");
     let tx = rpc::call(&url, "eth_getTransactionByHash", json!([tx_hash])).await?;
     assert!(tx["blockNumber"].is_null(), "mined while mining is paused: {tx}");
@@ -79,17 +61,12 @@ async fn a_node_killed_between_broadcast_and_inclusion_anchors_each_batch_exactl
     node.process.kill();
     node.start_again().await?;
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let waiting = batch_of(&node, id).await?.expect("the insight keeps its batch");
+    let waiting = node.batch_of(id).await?.expect("the insight keeps its batch");
     assert_eq!(waiting["status"], "submitted", "{waiting}");
     assert_eq!(waiting["txHash"], submitted["txHash"], "the node sent another tx");
 
     node.anvil.resume_mining().await?;
-    let last = node
-        .wait_for("the batch final", Duration::from_secs(60), || async {
-            let batch = batch_of(&node, id).await?;
-            Ok(batch.filter(|b| b["status"] == "final"))
-        })
-        .await?;
+    let last = node.wait_batch_status(id, "final", Duration::from_secs(60)).await?;
     assert_eq!(last["id"], submitted["id"], "the insight changed batch");
     assert_eq!(last["txHash"], submitted["txHash"], "anchored by another tx");
 

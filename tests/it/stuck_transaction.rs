@@ -6,18 +6,12 @@
 
 use std::time::Duration;
 
-use integration_tests::{publish, redis_connection, rpc, Node, NodeOptions};
+use integration_tests::{rpc, Node, NodeOptions};
 use serde_json::{json, Value};
 
 fn quantity(value: &Value) -> u128 {
     let hex = value.as_str().expect("a hex quantity").trim_start_matches("0x");
     u128::from_str_radix(hex, 16).expect("a hex quantity")
-}
-
-async fn batch_of(node: &Node, id: i64) -> anyhow::Result<Option<Value>> {
-    let insight = node.call("analytics_getInsight", json!([id])).await?;
-    let Some(batch) = insight["batchId"].as_i64() else { return Ok(None) };
-    Ok(Some(node.call("analytics_getBatch", json!([batch])).await?))
 }
 
 #[tokio::test]
@@ -32,22 +26,10 @@ async fn a_stuck_anchoring_transaction_is_replaced_with_higher_fees_and_anchored
 
     // With mining paused the node's transaction waits in the pool.
     node.anvil.pause_mining().await?;
-    let mut redis = redis_connection(&node.redis_url).await?;
-    let sale = json!({ "type": "purchase", "value": 42, "user_id": "u", "timestamp": 1_700_000_000 });
-    publish(&mut redis, &node.channels.business, [sale.to_string().into_bytes()]).await?;
-    let id = node
-        .wait_for("an insight", Duration::from_secs(30), || async {
-            let list =
-                node.call("analytics_listInsights", json!([{ "limit": 1 }])).await?;
-            Ok(list[0]["id"].as_i64())
-        })
-        .await?;
-    let submitted = node
-        .wait_for("the batch broadcast", Duration::from_secs(30), || async {
-            let batch = batch_of(&node, id).await?;
-            Ok(batch.filter(|b| b["status"] == "submitted"))
-        })
-        .await?;
+    node.publish_sale(42).await?;
+    let id = node.newest_insight(0).await?;
+    let submitted =
+        node.wait_batch_status(id, "submitted", Duration::from_secs(30)).await?;
     let first_hash = submitted["txHash"].clone();
     let first = rpc::call(&url, "eth_getTransactionByHash", json!([first_hash])).await?;
     assert!(first["blockNumber"].is_null(), "mined while mining is paused: {first}");
@@ -59,12 +41,7 @@ async fn a_stuck_anchoring_transaction_is_replaced_with_higher_fees_and_anchored
     node.anvil.set_next_base_fee(first_fee * 4).await?;
     node.anvil.resume_mining().await?;
 
-    let last = node
-        .wait_for("the batch final", Duration::from_secs(90), || async {
-            let batch = batch_of(&node, id).await?;
-            Ok(batch.filter(|b| b["status"] == "final"))
-        })
-        .await?;
+    let last = node.wait_batch_status(id, "final", Duration::from_secs(90)).await?;
     assert_eq!(last["id"], submitted["id"], "the insight changed batch");
     assert_ne!(last["txHash"], first_hash, "anchored by the stuck transaction itself");
 

@@ -472,6 +472,49 @@ impl Node {
         rpc::call(&self.rpc_url, method, params).await
     }
 
+    /// Publishes a purchase of `value` on the node's business channel: a
+    /// message that always yields one insight.
+    pub async fn publish_sale(&self, value: u64) -> anyhow::Result<()> {
+        let sale = json!({ "type": "purchase", "value": value, "user_id": "u",
+            "timestamp": 1_700_000_000 });
+        let mut redis = redis_connection(&self.redis_url).await?;
+        publish(&mut redis, &self.channels.business, [sale.to_string().into_bytes()])
+            .await?;
+        Ok(())
+    }
+
+    /// Waits for an insight with an id above `above` and returns the newest.
+    pub async fn newest_insight(&self, above: i64) -> anyhow::Result<i64> {
+        self.wait_for("an insight", Duration::from_secs(30), || async {
+            let list =
+                self.call("analytics_listInsights", json!([{ "limit": 1 }])).await?;
+            Ok(list[0]["id"].as_i64().filter(|id| *id > above))
+        })
+        .await
+    }
+
+    /// The batch of an insight (`analytics_getBatch`), once it has one.
+    pub async fn batch_of(&self, insight: i64) -> anyhow::Result<Option<Value>> {
+        let view = self.call("analytics_getInsight", json!([insight])).await?;
+        let Some(batch) = view["batchId"].as_i64() else { return Ok(None) };
+        Ok(Some(self.call("analytics_getBatch", json!([batch])).await?))
+    }
+
+    /// Waits until the batch of an insight has `status`; returns the batch.
+    pub async fn wait_batch_status(
+        &self,
+        insight: i64,
+        status: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<Value> {
+        let what = format!("the batch {status}");
+        self.wait_for(&what, timeout, || async {
+            let batch = self.batch_of(insight).await?;
+            Ok(batch.filter(|b| b["status"] == status))
+        })
+        .await
+    }
+
     /// Polls `probe` until it returns `Some`, or fails after `timeout`.
     pub async fn wait_for<T, F, Fut>(
         &self,
