@@ -26,6 +26,8 @@ pub const DEFAULT_WS_PORT: u16 = 8080;
 pub const DEFAULT_RPC_PORT: u16 = 9944;
 /// Chain id of a local anvil chain.
 pub const ANVIL_CHAIN_ID: u64 = 31337;
+/// Longest accepted `server.ws_coalesce_ms`.
+const MAX_COALESCE_MS: u64 = 1000;
 
 /// A configuration value that cannot work. The node does not start.
 #[derive(Debug, thiserror::Error)]
@@ -383,6 +385,11 @@ pub struct ServerConfig {
     /// Messages queued per WebSocket connection before the client counts
     /// as too slow and is disconnected. Default 1024.
     pub ws_queue_capacity: usize,
+    /// Longest a broadcast waits to be written together with the ones
+    /// that follow it, milliseconds; 0 writes each at once. Only a busy
+    /// stream waits: a broadcast after a quiet interval goes out at once.
+    /// Default 10.
+    pub ws_coalesce_ms: u64,
     /// Interval of WebSocket pings, seconds; a client silent for two
     /// intervals is dropped. Default 30.
     pub ws_heartbeat_secs: u64,
@@ -407,6 +414,7 @@ impl Default for ServerConfig {
             rpc_max_batch: 32,
             ws_max_connections: 1000,
             ws_queue_capacity: 1024,
+            ws_coalesce_ms: 10,
             ws_heartbeat_secs: 30,
             ws_write_timeout_ms: 5000,
             ws_max_resume: 10_000,
@@ -498,6 +506,12 @@ impl Config {
         positive("server.ws_max_connections", self.server.ws_max_connections)?;
         positive("server.ws_queue_capacity", self.server.ws_queue_capacity as u64)?;
         positive("server.ws_heartbeat_secs", self.server.ws_heartbeat_secs)?;
+        if self.server.ws_coalesce_ms > MAX_COALESCE_MS {
+            return Err(ConfigError::new(
+                "server.ws_coalesce_ms",
+                format!("must be at most {MAX_COALESCE_MS}"),
+            ));
+        }
         positive("server.ws_write_timeout_ms", self.server.ws_write_timeout_ms)?;
         self.webhooks.validate()?;
         self.analysis
@@ -510,6 +524,7 @@ impl Config {
         crate::ws::WsSettings {
             max_connections: self.server.ws_max_connections,
             queue_capacity: self.server.ws_queue_capacity,
+            coalesce: Duration::from_millis(self.server.ws_coalesce_ms),
             heartbeat: Duration::from_secs(self.server.ws_heartbeat_secs),
             write_timeout: Duration::from_millis(self.server.ws_write_timeout_ms),
             max_resume: i64::from(self.server.ws_max_resume),

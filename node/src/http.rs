@@ -9,6 +9,7 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use tokio_util::sync::CancellationToken;
 
@@ -48,6 +49,13 @@ pub fn serve_on(
     listener.set_nonblocking(true)?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
     let local = listener.local_addr()?;
+    // Live updates are small and must not wait for the previous segment's
+    // acknowledgement; batching is the WebSocket dispatcher's job.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::debug!(target: "http", %err, "TCP_NODELAY not set");
+        }
+    });
     let app = router(state);
     let task = tokio::spawn(async move {
         let served = axum::serve(listener, app)

@@ -12,15 +12,20 @@
 //!   only the connections subscribed to their channel;
 //! - anything else gets an `error` message; the connection stays open.
 //!
-//! Each connection has a bounded queue. The dispatcher never waits for a
-//! connection: when a queue is full the client is told it is too slow and
-//! is disconnected, so one slow client never delays the others. The server
+//! The dispatcher gathers broadcasts for at most one coalescing interval
+//! after its last delivery (none when the hub was quiet), then hands each
+//! connection one shared batch of the messages of its channels: under
+//! load, a connection is woken and written once per interval instead of
+//! once per message. Each connection has a bounded queue. The dispatcher
+//! never waits for a connection: when a queue is full the client is told
+//! it is too slow and is disconnected, so one slow client never delays the
+//! others. The server
 //! pings every heartbeat interval and drops connections that stay silent
 //! for two intervals. Connections beyond the limit are closed at once with
 //! close code 1013 and a reason.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -45,8 +50,8 @@ pub const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
 const READ_BUFFER: usize = 4 * 1024;
 /// Bytes gathered before a write reaches the socket; a flush sends less.
 const WRITE_BUFFER: usize = 16 * 1024;
-/// Most queued messages written with one flush.
-const MAX_WRITE_BATCH: usize = 64;
+/// Most queued batches written with one flush.
+const MAX_WRITE_BATCHES: usize = 64;
 /// Most bytes a connection may hold unwritten before a write fails.
 const MAX_WRITE_BUFFER: usize = 4 * 1024 * 1024;
 /// Most points in one `historical_data` answer.
@@ -63,6 +68,9 @@ pub struct WsSettings {
     pub max_connections: u64,
     /// Messages queued per connection before it counts as too slow.
     pub queue_capacity: usize,
+    /// Longest a broadcast waits to be delivered with the ones that follow
+    /// it; zero delivers each at once.
+    pub coalesce: Duration,
     /// Interval of server pings.
     pub heartbeat: Duration,
     /// Longest wait for one WebSocket write.
@@ -82,8 +90,10 @@ pub struct WsHub {
 }
 
 struct Client {
-    channels: HashSet<Channel>,
-    queue: mpsc::Sender<Outgoing>,
+    channels: ChannelSet,
+    queue: mpsc::Sender<Batch>,
+    /// Messages handed to the connection and not yet written.
+    pending: Arc<AtomicUsize>,
     too_slow: CancellationToken,
     /// Fired when the dispatcher lost broadcasts this client may have
     /// wanted: it is told and closed, to resume from its last position.
@@ -96,6 +106,88 @@ struct Outgoing {
     channel: Channel,
     position: Option<i64>,
     text: Utf8Bytes,
+}
+
+/// The broadcasts of one delivery for one set of channels, shared by every
+/// connection following that set.
+type Batch = Arc<[Outgoing]>;
+
+/// The channels a connection follows, one bit each.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct ChannelSet(u8);
+
+/// Every channel, in bit order.
+const ALL_CHANNELS: [Channel; 4] =
+    [Channel::Dashboard, Channel::Insights, Channel::Alerts, Channel::Anchors];
+
+/// Distinct channel sets: one shared batch each per delivery.
+const CHANNEL_SETS: usize = 1 << ALL_CHANNELS.len();
+
+impl ChannelSet {
+    fn bit(channel: Channel) -> u8 {
+        match channel {
+            Channel::Dashboard => 1,
+            Channel::Insights => 2,
+            Channel::Alerts => 4,
+            Channel::Anchors => 8,
+        }
+    }
+
+    fn contains(self, channel: Channel) -> bool {
+        self.0 & Self::bit(channel) != 0
+    }
+
+    fn insert(&mut self, channel: Channel) {
+        self.0 |= Self::bit(channel);
+    }
+
+    fn remove(&mut self, channel: Channel) {
+        self.0 &= !Self::bit(channel);
+    }
+
+    fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The channels' names, sorted.
+    fn names(self) -> Vec<&'static str> {
+        let mut names: Vec<&str> = ALL_CHANNELS
+            .into_iter()
+            .filter(|c| self.contains(*c))
+            .map(channel_name)
+            .collect();
+        names.sort_unstable();
+        names
+    }
+}
+
+/// What the dispatcher gathered for one delivery.
+#[derive(Default)]
+struct Gathered {
+    messages: Vec<Arc<HubMessage>>,
+    /// The hub overwrote broadcasts before the dispatcher read them.
+    lagged: bool,
+    /// The hub is gone.
+    closed: bool,
+}
+
+impl Gathered {
+    fn take(&mut self, next: Result<Arc<HubMessage>, broadcast::error::RecvError>) {
+        match next {
+            Ok(message) => self.messages.push(message),
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                warn!(target: "ws", missed, "dispatcher fell behind the hub; subscribers must resume");
+                self.lagged = true;
+            }
+            Err(broadcast::error::RecvError::Closed) => self.closed = true,
+        }
+    }
+
+    /// Whether to stop gathering: a gap must be reported before anything
+    /// after it is delivered.
+    fn complete(&self) -> bool {
+        self.lagged || self.closed
+    }
 }
 
 impl WsHub {
@@ -114,23 +206,51 @@ impl WsHub {
     }
 
     /// Delivers hub broadcasts to subscribed connections until `shutdown`.
+    ///
+    /// A broadcast that arrives after a quiet interval is delivered at
+    /// once; one that arrives within the coalescing interval of the last
+    /// delivery waits for the interval's end, with whatever else arrives.
     pub async fn dispatch(
         self: Arc<Self>,
         mut hub: broadcast::Receiver<Arc<HubMessage>>,
         shutdown: CancellationToken,
     ) {
+        let mut last_delivery: Option<tokio::time::Instant> = None;
         loop {
-            let message = tokio::select! {
+            let mut gathered = Gathered::default();
+            tokio::select! {
                 () = shutdown.cancelled() => return,
-                message = hub.recv() => message,
-            };
-            match message {
-                Ok(message) => self.deliver(&message),
-                Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    warn!(target: "ws", missed, "dispatcher fell behind the hub; subscribers must resume");
-                    self.missed_broadcasts();
+                next = hub.recv() => gathered.take(next),
+            }
+            if let Some(due) = last_delivery.map(|at| at + self.settings.coalesce) {
+                let deadline = tokio::time::sleep_until(due);
+                tokio::pin!(deadline);
+                while !gathered.complete() {
+                    tokio::select! {
+                        biased;
+                        () = shutdown.cancelled() => return,
+                        () = &mut deadline => break,
+                        next = hub.recv() => gathered.take(next),
+                    }
                 }
-                Err(broadcast::error::RecvError::Closed) => return,
+            }
+            while !gathered.complete() {
+                match hub.try_recv() {
+                    Ok(message) => gathered.messages.push(message),
+                    Err(broadcast::error::TryRecvError::Empty) => break,
+                    Err(broadcast::error::TryRecvError::Lagged(missed)) => {
+                        gathered.take(Err(broadcast::error::RecvError::Lagged(missed)))
+                    }
+                    Err(broadcast::error::TryRecvError::Closed) => gathered.closed = true,
+                }
+            }
+            self.deliver(&gathered.messages);
+            last_delivery = Some(tokio::time::Instant::now());
+            if gathered.lagged {
+                self.missed_broadcasts();
+            }
+            if gathered.closed {
+                return;
             }
         }
     }
@@ -145,36 +265,57 @@ impl WsHub {
         }
     }
 
-    fn deliver(&self, message: &Arc<HubMessage>) {
-        let mut text = None;
-        let mut clients = self.clients();
-        for client in clients.values_mut() {
-            if !client.channels.contains(&message.channel)
+    /// Hands every live subscriber the gathered messages of its channels,
+    /// serialised once and shared per channel set.
+    fn deliver(&self, messages: &[Arc<HubMessage>]) {
+        if messages.is_empty() {
+            return;
+        }
+        let mut encoded: Option<Vec<Outgoing>> = None;
+        let mut batches: [Option<Option<Batch>>; CHANNEL_SETS] = Default::default();
+        let clients = self.clients();
+        for client in clients.values() {
+            if client.channels.is_empty()
                 || client.too_slow.is_cancelled()
+                || client.missed.is_cancelled()
             {
                 continue;
             }
-            let Some(text) = text.get_or_insert_with(|| serialize(message)).clone()
-            else {
-                return;
-            };
-            let outgoing =
-                Outgoing { channel: message.channel, position: message.position, text };
-            if client.queue.try_send(outgoing).is_err() {
+            let batch =
+                batches[usize::from(client.channels.0)].get_or_insert_with(|| {
+                    let all = encoded.get_or_insert_with(|| encode(messages));
+                    let picked: Vec<Outgoing> = all
+                        .iter()
+                        .filter(|o| client.channels.contains(o.channel))
+                        .cloned()
+                        .collect();
+                    (!picked.is_empty()).then(|| Batch::from(picked))
+                });
+            let Some(batch) = batch else { continue };
+            let pending = client.pending.fetch_add(batch.len(), Ordering::Relaxed);
+            if pending + batch.len() > self.settings.queue_capacity
+                || client.queue.try_send(batch.clone()).is_err()
+            {
                 client.too_slow.cancel();
             }
         }
     }
 }
 
-fn serialize(message: &HubMessage) -> Option<Utf8Bytes> {
-    match serde_json::to_string(message) {
-        Ok(text) => Some(text.into()),
+/// Serialises each message once for all connections.
+fn encode(messages: &[Arc<HubMessage>]) -> Vec<Outgoing> {
+    let serialize = |message: &Arc<HubMessage>| match serde_json::to_string(&**message) {
+        Ok(text) => Some(Outgoing {
+            channel: message.channel,
+            position: message.position,
+            text: text.into(),
+        }),
         Err(err) => {
             warn!(target: "ws", %err, "broadcast not serialisable");
             None
         }
-    }
+    };
+    messages.iter().filter_map(serialize).collect()
 }
 
 /// The `/analytics` handler.
@@ -219,9 +360,11 @@ async fn session(mut socket: WebSocket, state: Arc<NodeState>) {
     let (queue, receiver) = mpsc::channel(ws.settings.queue_capacity);
     let too_slow = CancellationToken::new();
     let missed = CancellationToken::new();
+    let pending = Arc::new(AtomicUsize::new(0));
     let client = Client {
-        channels: HashSet::new(),
+        channels: ChannelSet::default(),
         queue,
+        pending: pending.clone(),
         too_slow: too_slow.clone(),
         missed: missed.clone(),
     };
@@ -232,6 +375,7 @@ async fn session(mut socket: WebSocket, state: Arc<NodeState>) {
         socket,
         last_heard: Instant::now(),
         floors: HashMap::new(),
+        pending,
     };
     let end = connection.serve(receiver, too_slow, missed).await;
     ws.clients().remove(&id);
@@ -264,12 +408,15 @@ struct Connection {
     /// Per channel, the last position replayed: live messages at or below
     /// it were already sent.
     floors: HashMap<Channel, i64>,
+    /// Messages handed to this connection and not yet written, shared with
+    /// the dispatcher.
+    pending: Arc<AtomicUsize>,
 }
 
 impl Connection {
     async fn serve(
         &mut self,
-        mut queue: mpsc::Receiver<Outgoing>,
+        mut queue: mpsc::Receiver<Batch>,
         too_slow: CancellationToken,
         missed: CancellationToken,
     ) -> End {
@@ -281,11 +428,15 @@ impl Connection {
         }
         let mut heartbeat = tokio::time::interval(settings.heartbeat);
         heartbeat.tick().await;
+        // Waiting on the tokens registers with them; done once, not per turn.
+        let too_slow = too_slow.cancelled_owned();
+        let missed = missed.cancelled_owned();
+        tokio::pin!(too_slow, missed);
         loop {
             tokio::select! {
                 biased;
-                () = too_slow.cancelled() => return self.drop_slow().await,
-                () = missed.cancelled() => return self.drop_behind().await,
+                () = &mut too_slow => return self.drop_slow().await,
+                () = &mut missed => return self.drop_behind().await,
                 incoming = self.socket.recv() => match incoming {
                     Some(Ok(message)) => {
                         self.last_heard = Instant::now();
@@ -383,13 +534,10 @@ impl Connection {
                 if on {
                     client.channels.insert(channel);
                 } else {
-                    client.channels.remove(&channel);
+                    client.channels.remove(channel);
                 }
             }
-            let mut now: Vec<&str> =
-                client.channels.iter().map(|c| channel_name(*c)).collect();
-            now.sort_unstable();
-            now
+            client.channels.names()
         };
         let kind = if on { "subscribed" } else { "unsubscribed" };
         self.send(kind, json!({ "channels": now }))
@@ -495,38 +643,42 @@ impl Connection {
         self.write_timed(message).await.map_err(|_| ())
     }
 
-    /// A write that gives up after the write timeout: a client whose
-    /// socket stays full that long is too slow.
     /// Writes `first` and whatever else is already queued, with one flush:
     /// a connection that falls behind catches up in fewer system calls.
+    /// Gives up after the write timeout: a client whose socket stays full
+    /// that long is too slow.
     async fn write_queued(
         &mut self,
-        first: Outgoing,
-        queue: &mut mpsc::Receiver<Outgoing>,
+        first: Batch,
+        queue: &mut mpsc::Receiver<Batch>,
     ) -> Result<(), WriteError> {
         let timeout = self.state.ws.settings.write_timeout;
-        let mut batch = vec![first];
-        while batch.len() < MAX_WRITE_BATCH {
+        let mut batches = vec![first];
+        while batches.len() < MAX_WRITE_BATCHES {
             match queue.try_recv() {
-                Ok(next) => batch.push(next),
+                Ok(next) => batches.push(next),
                 Err(_) => break,
             }
         }
+        let taken: usize = batches.iter().map(|b| b.len()).sum();
         let write = async {
-            for message in batch {
+            for message in batches.iter().flat_map(|b| b.iter()) {
                 if !self.already_sent(message.channel, message.position) {
-                    self.socket.feed(Message::Text(message.text)).await?;
+                    self.socket.feed(Message::Text(message.text.clone())).await?;
                 }
             }
             self.socket.flush().await
         };
-        match tokio::time::timeout(timeout, write).await {
+        let written = tokio::time::timeout(timeout, write).await;
+        self.pending.fetch_sub(taken, Ordering::Relaxed);
+        match written {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(WriteError::Failed),
             Err(_) => Err(WriteError::TimedOut),
         }
     }
 
+    /// Writes one message, giving up after the write timeout.
     async fn write_timed(&mut self, message: Message) -> Result<(), WriteError> {
         let timeout = self.state.ws.settings.write_timeout;
         match tokio::time::timeout(timeout, self.socket.send(message)).await {
@@ -652,6 +804,149 @@ mod tests {
                 (other, _) => panic!("{request}: {other:?}"),
             }
         }
+    }
+
+    fn settings(coalesce: Duration) -> WsSettings {
+        WsSettings {
+            max_connections: 10,
+            queue_capacity: 8,
+            coalesce,
+            heartbeat: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(5),
+            max_resume: 0,
+        }
+    }
+
+    /// Registers a client following `channels`; returns its queue.
+    fn follow(ws: &WsHub, id: u64, channels: &[Channel]) -> mpsc::Receiver<Batch> {
+        let (queue, receiver) = mpsc::channel(16);
+        let mut set = ChannelSet::default();
+        channels.iter().for_each(|c| set.insert(*c));
+        let client = Client {
+            channels: set,
+            queue,
+            pending: Arc::new(AtomicUsize::new(0)),
+            too_slow: CancellationToken::new(),
+            missed: CancellationToken::new(),
+        };
+        ws.clients().insert(id, client);
+        receiver
+    }
+
+    fn positions(batch: &Batch) -> Vec<i64> {
+        batch.iter().filter_map(|o| o.position).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_busy_stream_is_delivered_in_batches_of_each_clients_channels() {
+        let hub = offchain_worker::hub::Hub::new();
+        let ws = WsHub::new(settings(Duration::from_secs(60)));
+        let mut dashboard = follow(&ws, 1, &[Channel::Dashboard]);
+        let mut both = follow(&ws, 2, &[Channel::Dashboard, Channel::Insights]);
+        let mut other = follow(&ws, 3, &[Channel::Dashboard]);
+        let mut anchors = follow(&ws, 4, &[Channel::Anchors]);
+        let shutdown = CancellationToken::new();
+        let dispatcher =
+            tokio::spawn(ws.clone().dispatch(hub.subscribe(), shutdown.clone()));
+        tokio::task::yield_now().await;
+
+        // After a quiet spell a broadcast goes out at once, alone.
+        hub.publish_at(Channel::Dashboard, Some(1), json!({}));
+        assert_eq!(positions(&dashboard.recv().await.unwrap()), [1]);
+        assert_eq!(positions(&both.recv().await.unwrap()), [1]);
+        assert_eq!(positions(&other.recv().await.unwrap()), [1]);
+
+        // Within the interval, broadcasts wait and go out together, each
+        // client getting only its channels, in order.
+        hub.publish_at(Channel::Dashboard, Some(2), json!({}));
+        hub.publish_at(Channel::Insights, Some(7), json!({}));
+        hub.publish_at(Channel::Dashboard, Some(3), json!({}));
+        let first = dashboard.recv().await.unwrap();
+        assert_eq!(positions(&first), [2, 3]);
+        assert_eq!(positions(&both.recv().await.unwrap()), [2, 7, 3]);
+        let same_set = other.recv().await.unwrap();
+        assert!(Arc::ptr_eq(&first, &same_set), "one shared batch per channel set");
+        assert!(anchors.try_recv().is_err(), "nothing for another channel");
+
+        shutdown.cancel();
+        dispatcher.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_whose_queue_overflows_is_marked_too_slow() {
+        let hub = offchain_worker::hub::Hub::new();
+        let ws = WsHub::new(settings(Duration::ZERO));
+        let _stalled = follow(&ws, 1, &[Channel::Insights]);
+        let mut reading = follow(&ws, 2, &[Channel::Insights]);
+        let shutdown = CancellationToken::new();
+        let dispatcher =
+            tokio::spawn(ws.clone().dispatch(hub.subscribe(), shutdown.clone()));
+        tokio::task::yield_now().await;
+        for position in 0..12 {
+            hub.publish_at(Channel::Insights, Some(position), json!({}));
+            let batch = reading.recv().await.unwrap();
+            reading_done(&ws, 2, batch.len());
+        }
+        let too_slow = |id| ws.clients()[&id].too_slow.is_cancelled();
+        assert!(too_slow(1), "8 queued messages at most");
+        assert!(!too_slow(2));
+        shutdown.cancel();
+        dispatcher.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dispatcher_behind_the_hub_tells_its_subscribers_to_resume() {
+        let hub = offchain_worker::hub::Hub::new();
+        let ws = WsHub::new(WsSettings {
+            queue_capacity: 1 << 20,
+            ..settings(Duration::ZERO)
+        });
+        let mut subscribed = follow(&ws, 1, &[Channel::Insights]);
+        let _idle = follow(&ws, 2, &[]);
+        let receiver = hub.subscribe();
+        let overrun = offchain_worker::hub::HUB_CAPACITY as i64 + 10;
+        for position in 0..overrun {
+            hub.publish_at(Channel::Insights, Some(position), json!({}));
+        }
+        let shutdown = CancellationToken::new();
+        let dispatcher = tokio::spawn(ws.clone().dispatch(receiver, shutdown.clone()));
+        let missed = ws.clients()[&1].missed.clone();
+        tokio::time::timeout(Duration::from_secs(5), missed.cancelled())
+            .await
+            .expect("the subscriber is told it missed broadcasts");
+        // Broadcasts after the gap reach a client that joined since.
+        let mut later = follow(&ws, 3, &[Channel::Insights]);
+        hub.publish_at(Channel::Insights, Some(overrun), json!({}));
+        let mut last = None;
+        while last != Some(overrun) {
+            let batch = tokio::time::timeout(Duration::from_secs(5), later.recv()).await;
+            last = batch.expect("delivered").unwrap().last().and_then(|o| o.position);
+        }
+        assert!(
+            !ws.clients()[&2].missed.is_cancelled(),
+            "a client following nothing stays"
+        );
+        assert!(subscribed.try_recv().is_err(), "nothing after the gap is delivered");
+        shutdown.cancel();
+        dispatcher.await.unwrap();
+    }
+
+    /// What the connection does once it wrote a batch.
+    fn reading_done(ws: &WsHub, id: u64, written: usize) {
+        ws.clients()[&id].pending.fetch_sub(written, Ordering::Relaxed);
+    }
+
+    #[test]
+    fn channel_sets_name_their_channels_sorted() {
+        let mut set = ChannelSet::default();
+        assert!(set.is_empty());
+        set.insert(Channel::Insights);
+        set.insert(Channel::Alerts);
+        set.insert(Channel::Insights);
+        assert_eq!(set.names(), ["alerts", "insights"]);
+        set.remove(Channel::Alerts);
+        assert_eq!(set.names(), ["insights"]);
+        assert!(!set.contains(Channel::Dashboard));
     }
 
     #[test]

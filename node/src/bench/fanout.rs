@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use futures::{SinkExt, StreamExt};
 use offchain_worker::hub::{Channel, Hub};
 use offchain_worker::stats::Stats;
 use offchain_worker::storage::Store;
@@ -22,6 +21,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use super::wsclient::{self, opcode};
 use crate::state::NodeState;
 use crate::ws::{WsHub, WsSettings};
 
@@ -37,6 +37,10 @@ pub struct FanoutArgs {
     /// Seconds of broadcasting per run.
     #[arg(long, default_value_t = 10)]
     pub seconds: u64,
+    /// The server's coalescing interval, milliseconds (as
+    /// `server.ws_coalesce_ms`).
+    #[arg(long, default_value_t = crate::config::ServerConfig::default().ws_coalesce_ms)]
+    pub coalesce_ms: u64,
 }
 
 /// Options of the client process (started by `bench fanout`).
@@ -48,6 +52,9 @@ pub struct FanoutClientArgs {
     /// Connections to hold.
     #[arg(long)]
     pub clients: usize,
+    /// Broadcasts each connection should receive.
+    #[arg(long)]
+    pub expected: u64,
 }
 
 /// What the client process reports.
@@ -65,7 +72,10 @@ struct ClientReport {
 
 /// Runs the benchmark and prints a table.
 pub async fn run(args: &FanoutArgs) -> anyhow::Result<()> {
-    println!("fan-out: {} broadcasts/s for {} s per run", args.rate, args.seconds);
+    println!(
+        "fan-out: {} broadcasts/s for {} s per run, coalescing {} ms",
+        args.rate, args.seconds, args.coalesce_ms
+    );
     println!(
         "{:>8} {:>9} {:>8} {:>8} {:>8} {:>9} {:>8} {:>12}",
         "clients",
@@ -99,13 +109,16 @@ async fn run_once(
     args: &FanoutArgs,
 ) -> anyhow::Result<(ClientReport, f64)> {
     let shutdown = CancellationToken::new();
-    let (state, addr) = serve(clients, shutdown.clone()).await?;
+    let coalesce = Duration::from_millis(args.coalesce_ms);
+    let (state, addr) = serve(clients, coalesce, shutdown.clone()).await?;
     let baseline = resident_bytes();
 
+    let total = u64::from(args.rate) * args.seconds;
     let exe = std::env::current_exe()?;
     let mut child = tokio::process::Command::new(exe)
         .args(["bench", "fanout-clients", "--url", &format!("ws://{addr}/analytics")])
         .args(["--clients", &clients.to_string()])
+        .args(["--expected", &total.to_string()])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .kill_on_drop(true)
@@ -124,8 +137,7 @@ async fn run_once(
 
     broadcast(&state.hub, args.rate, args.seconds).await;
     let mut stdin = child.stdin.take().context("client stdin")?;
-    let total = u64::from(args.rate) * args.seconds;
-    stdin.write_all(format!("done {total}\n").as_bytes()).await?;
+    stdin.write_all(b"done\n").await?;
     let line = lines.next_line().await?.context("no report from the client process")?;
     let report: ClientReport = serde_json::from_str(&line)?;
     let _ = child.wait().await;
@@ -135,6 +147,7 @@ async fn run_once(
 
 async fn serve(
     clients: usize,
+    coalesce: Duration,
     shutdown: CancellationToken,
 ) -> anyhow::Result<(Arc<NodeState>, SocketAddr)> {
     // Only the WebSocket endpoint is exercised: storage and chain are never
@@ -144,6 +157,7 @@ async fn serve(
     let settings = WsSettings {
         max_connections: clients as u64 + 10,
         queue_capacity: 1024,
+        coalesce,
         heartbeat: Duration::from_secs(30),
         write_timeout: Duration::from_secs(5),
         max_resume: 0,
@@ -212,7 +226,8 @@ pub async fn clients(args: &FanoutClientArgs) -> anyhow::Result<()> {
     let gate = Arc::new(tokio::sync::Semaphore::new(256));
     for _ in 0..args.clients {
         let (url, stop, gate) = (args.url.clone(), stop.clone(), gate.clone());
-        tasks.push(tokio::spawn(async move { follow(url, stop, gate).await }));
+        let expected = args.expected;
+        tasks.push(tokio::spawn(async move { follow(url, expected, stop, gate).await }));
     }
     while gate.available_permits() < 256 || !connected_all(&tasks) {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -226,11 +241,13 @@ pub async fn clients(args: &FanoutClientArgs) -> anyhow::Result<()> {
 
     let mut input = BufReader::new(tokio::io::stdin()).lines();
     let line = input.next_line().await?.unwrap_or_default();
-    let total: u64 = line.trim_start_matches("done").trim().parse().unwrap_or(0);
+    if line.trim() != "done" {
+        bail!("expected `done` from the benchmark, got {line:?}");
+    }
     // Clients still behind get time to drain what is in flight.
-    let goal = total * CONNECTED.load(Ordering::Relaxed);
     let deadline = Instant::now() + DRAIN;
-    while RECEIVED.load(Ordering::Relaxed) < goal && Instant::now() < deadline {
+    let settled = || COMPLETE.load(Ordering::Relaxed) + ENDED.load(Ordering::Relaxed);
+    while settled() < CONNECTED.load(Ordering::Relaxed) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     stop.cancel();
@@ -243,15 +260,18 @@ pub async fn clients(args: &FanoutClientArgs) -> anyhow::Result<()> {
         };
         tallies.push(tally);
     }
-    let report = summarise(tallies, total);
+    let report = summarise(tallies, args.expected);
     out.write_all(format!("{}\n", serde_json::to_string(&report)?).as_bytes()).await?;
     out.flush().await?;
     Ok(())
 }
 
+/// Clients connected and subscribed.
 static CONNECTED: AtomicU64 = AtomicU64::new(0);
-/// Deliveries received over all clients.
-static RECEIVED: AtomicU64 = AtomicU64::new(0);
+/// Clients that received every broadcast.
+static COMPLETE: AtomicU64 = AtomicU64::new(0);
+/// Clients whose connection ended.
+static ENDED: AtomicU64 = AtomicU64::new(0);
 /// Longest wait for clients to drain after the last broadcast.
 const DRAIN: Duration = Duration::from_secs(30);
 
@@ -261,39 +281,70 @@ fn connected_all(tasks: &[tokio::task::JoinHandle<anyhow::Result<Tally>>]) -> bo
 
 async fn follow(
     url: String,
+    expected: u64,
     stop: CancellationToken,
     gate: Arc<tokio::sync::Semaphore>,
 ) -> anyhow::Result<Tally> {
     let permit = gate.acquire_owned().await?;
-    let (mut socket, _) = tokio_tungstenite::connect_async(url).await?;
+    let mut socket = wsclient::Client::connect(&url).await?;
     let subscribe = json!({ "type": "subscribe", "channels": ["dashboard"] }).to_string();
-    socket.send(subscribe.into()).await?;
+    socket.send(opcode::TEXT, subscribe.as_bytes()).await?;
     CONNECTED.fetch_add(1, Ordering::Relaxed);
     drop(permit);
 
     let mut tally = Tally::default();
+    let mut pongs = Vec::new();
     loop {
-        let message = tokio::select! {
+        let open = tokio::select! {
             () = stop.cancelled() => return Ok(tally),
-            message = socket.next() => message,
+            open = socket.fill() => open,
         };
-        let Some(Ok(message)) = message else {
-            tally.dropped = true;
-            return Ok(tally);
-        };
-        let Ok(text) = message.to_text() else { continue };
-        let Some(sent) = field(text, "\"sent_ns\":") else { continue };
-        let latency = now_ns().saturating_sub(u128::from(sent)) / 1000;
-        tally.latencies_us.push(u32::try_from(latency).unwrap_or(u32::MAX));
-        RECEIVED.fetch_add(1, Ordering::Relaxed);
+        if !matches!(open, Ok(true)) {
+            return Ok(tally.ended());
+        }
+        // Frames that arrived together were received together.
+        let received = now_ns();
+        while let Some((code, payload)) = socket.next_frame()? {
+            match code {
+                opcode::TEXT => {
+                    let Some(sent) = field(payload, b"\"sent_ns\":") else { continue };
+                    let latency = received.saturating_sub(u128::from(sent)) / 1000;
+                    tally.latencies_us.push(u32::try_from(latency).unwrap_or(u32::MAX));
+                    if tally.latencies_us.len() as u64 == expected {
+                        COMPLETE.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                opcode::PING => pongs.push(payload.to_vec()),
+                opcode::CLOSE => return Ok(tally.ended()),
+                _ => {}
+            }
+        }
+        for pong in pongs.drain(..) {
+            socket.send(opcode::PONG, &pong).await?;
+        }
+    }
+}
+
+impl Tally {
+    /// The server ended the connection.
+    fn ended(mut self) -> Self {
+        self.dropped = true;
+        ENDED.fetch_add(1, Ordering::Relaxed);
+        self
     }
 }
 
 /// Reads the unsigned integer after `key` without parsing the whole text.
-fn field(text: &str, key: &str) -> Option<u64> {
-    let start = text.find(key)? + key.len();
-    let digits: String = text[start..].chars().take_while(char::is_ascii_digit).collect();
-    digits.parse().ok()
+fn field(text: &[u8], key: &[u8]) -> Option<u64> {
+    let start = wsclient::find(text, key)? + key.len();
+    let digits = text[start..].iter().take_while(|b| b.is_ascii_digit());
+    let mut value: u64 = 0;
+    let mut any = false;
+    for digit in digits {
+        value = value.checked_mul(10)?.checked_add(u64::from(digit - b'0'))?;
+        any = true;
+    }
+    any.then_some(value)
 }
 
 /// Totals over all clients; `expected` is the number of broadcasts sent.
@@ -328,10 +379,11 @@ mod tests {
 
     #[test]
     fn reads_integer_fields_in_place() {
-        let text = r#"{"type":"dashboard_update","data":{"seq":42,"sent_ns":123456}}"#;
-        assert_eq!(field(text, "\"seq\":"), Some(42));
-        assert_eq!(field(text, "\"sent_ns\":"), Some(123_456));
-        assert_eq!(field(text, "\"missing\":"), None);
+        let text = br#"{"type":"dashboard_update","data":{"seq":42,"sent_ns":123456}}"#;
+        assert_eq!(field(text, b"\"seq\":"), Some(42));
+        assert_eq!(field(text, b"\"sent_ns\":"), Some(123_456));
+        assert_eq!(field(text, b"\"missing\":"), None);
+        assert_eq!(field(b"\"seq\":x", b"\"seq\":"), None);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! - [`throughput`]: samples per second through the engine (and a
 //!   detector) on one thread;
 //! - [`fanout`]: WebSocket broadcast latency, losses and memory per client;
+//!   [`wsclient`] is its lean client;
 //! - [`gas`]: gas per anchored batch and per insight;
 //! - [`ingest`]: Kafka to PostgreSQL against PostgreSQL's `COPY`.
 
@@ -16,6 +17,7 @@ pub mod ingest;
 pub mod nab;
 pub mod score;
 pub mod throughput;
+pub mod wsclient;
 
 use clap::{Args, Subcommand};
 
