@@ -12,10 +12,17 @@
 //!   each alarm of either half, so one episode raises one alarm
 //!   (it scores higher on NAB than `combo`, which the `engine/1` analyser
 //!   keeps so that its insights replay unchanged);
+//! - `ensemble`: `combo-mute` with a third `knn-rel` picture on blocks of
+//!   48 samples (slow changes of shape, such as a missing daily rise) and
+//!   a [`burst`] detector relative to its own record, never alarming below
+//!   5 times the series' typical activity, all muted together for 100
+//!   samples after each alarm;
 //! - `knn-rel`: [`knn`] novelty post-processed by [`relative`];
 //! - `knn`, `record`, `robust`: the building blocks alone.
 //!
 //! Layout:
+//! - [`burst`]: recent activity (mean absolute difference) against the
+//!   series' typical activity;
 //! - [`robust`]: the rolling median/MAD detector of the baseline analyser,
 //!   scored on its alarms;
 //! - [`stats`]: rolling building blocks (windowed median, exponential
@@ -27,6 +34,7 @@
 //!   muted for a while after each alarm;
 //! - [`mute`]: any detector muted for a while after each alarm.
 
+pub mod burst;
 pub mod knn;
 pub mod mute;
 pub mod record;
@@ -49,8 +57,8 @@ impl<D: Detector + ?Sized> Detector for Box<D> {
 }
 
 /// Names accepted by [`by_name`], the default first.
-pub const NAMES: [&str; 6] =
-    ["combo", "combo-mute", "knn-rel", "knn", "record", "robust"];
+pub const NAMES: [&str; 7] =
+    ["combo", "combo-mute", "ensemble", "knn-rel", "knn", "record", "robust"];
 
 /// A fresh detector from a specification: a name from [`NAMES`],
 /// optionally followed by `@key=value,...` overrides of its numeric
@@ -76,6 +84,11 @@ const HOLD: usize = 300;
 const MUTE: usize = 100;
 /// Samples per block of the coarse picture of `combo`.
 const COARSE_BLOCK: usize = 16;
+/// Samples per block of the third picture of `ensemble`.
+const ENSEMBLE_THIRD: usize = 48;
+/// Least record (a strength, in units of the typical activity) of the
+/// burst part of `ensemble`: it never alarms on less than this.
+const BURST_FLOOR: f64 = 5.0;
 
 /// The tunable numbers of the named detectors.
 #[derive(Debug, Clone, Copy, Default)]
@@ -91,6 +104,9 @@ struct Settings {
     third: Option<usize>,
     /// Samples muted after an alarm of `combo-mute` as a whole.
     mute: Option<usize>,
+    burst: burst::BurstConfig,
+    /// Least record of the burst part of `ensemble`.
+    burst_floor: Option<f64>,
 }
 
 impl Settings {
@@ -110,6 +126,9 @@ impl Settings {
             "coarse" => self.coarse = Some(count),
             "third" => self.third = Some(count),
             "mute" => self.mute = Some(count),
+            "burst_window" => self.burst.window = count,
+            "burst_alpha" => self.burst.alpha = value,
+            "burst_floor" => self.burst_floor = Some(value),
             _ => return None,
         }
         Some(())
@@ -141,6 +160,17 @@ impl Settings {
                 }
                 let mute = self.mute.unwrap_or(MUTE);
                 Some(Box::new(mute::Mute::new(both, mute)))
+            }
+            "ensemble" => {
+                let mut third = self;
+                third.knn.block = self.third.unwrap_or(ENSEMBLE_THIRD);
+                let shapes = Max(self.build("combo")?, third.build("knn-rel")?);
+                let burst = burst::BurstDetector::new(self.burst);
+                let floor = self.burst_floor.unwrap_or(BURST_FLOOR);
+                let hold = self.hold.unwrap_or(HOLD);
+                let burst = relative::Relative::new(burst, decay, floor, 1, hold);
+                let both = Max(Box::new(shapes), Box::new(burst));
+                Some(Box::new(mute::Mute::new(both, self.mute.unwrap_or(MUTE))))
             }
             "record" => Some(Box::new(record::RecordDetector::default())),
             "robust" => Some(Box::new(robust::RobustScorer::default())),
