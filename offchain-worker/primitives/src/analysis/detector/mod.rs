@@ -14,7 +14,8 @@
 //!   keeps so that its insights replay unchanged);
 //! - `ensemble`: `combo-mute` with a third `knn-rel` picture on blocks of
 //!   48 samples (slow changes of shape, such as a missing daily rise;
-//!   remembered every 8 samples, 256 of them) and
+//!   remembered every 8 samples, 256 of them, and alarming only on a
+//!   novelty of at least its scale) and
 //!   a [`burst`] detector relative to its own record, never alarming below
 //!   5 times the series' typical activity, all muted together for 100
 //!   samples after each alarm;
@@ -92,6 +93,9 @@ const ENSEMBLE_THIRD: usize = 48;
 const ENSEMBLE_THIRD_STRIDE: usize = 8;
 /// Pictures of the third kind `ensemble` remembers (2048 samples' worth).
 const ENSEMBLE_THIRD_MEMORY: usize = 256;
+/// Least record of the third picture of `ensemble`: it never alarms on a
+/// novelty below its `scale`, where its plain score is one half.
+const ENSEMBLE_THIRD_FLOOR: f64 = 1.0;
 /// Least record (a strength, in units of the typical activity) of the
 /// burst part of `ensemble`: it never alarms on less than this.
 const BURST_FLOOR: f64 = 5.0;
@@ -114,6 +118,8 @@ struct Settings {
     third_stride: Option<usize>,
     /// Memory of the third picture of `ensemble`.
     third_memory: Option<usize>,
+    /// Least record of the third picture of `ensemble`.
+    third_floor: Option<f64>,
     burst: burst::BurstConfig,
     /// Least record of the burst part of `ensemble`.
     burst_floor: Option<f64>,
@@ -138,6 +144,7 @@ impl Settings {
             "mute" => self.mute = Some(count),
             "third_stride" => self.third_stride = Some(count),
             "third_memory" => self.third_memory = Some(count),
+            "third_floor" => self.third_floor = Some(value),
             "burst_window" => self.burst.window = count,
             "burst_alpha" => self.burst.alpha = value,
             "burst_floor" => self.burst_floor = Some(value),
@@ -178,6 +185,7 @@ impl Settings {
                 third.knn.block = self.third.unwrap_or(ENSEMBLE_THIRD);
                 third.knn.stride = self.third_stride.unwrap_or(ENSEMBLE_THIRD_STRIDE);
                 third.knn.memory = self.third_memory.unwrap_or(ENSEMBLE_THIRD_MEMORY);
+                third.floor = Some(self.third_floor.unwrap_or(ENSEMBLE_THIRD_FLOOR));
                 let shapes = Max(self.build("combo")?, third.build("knn-rel")?);
                 let burst = burst::BurstDetector::new(self.burst);
                 let floor = self.burst_floor.unwrap_or(BURST_FLOOR);
