@@ -120,6 +120,7 @@ struct Settings {
     third_memory: Option<usize>,
     /// Least record of the third picture of `ensemble`.
     third_floor: Option<f64>,
+    /// Settings of the burst part of `ensemble`.
     burst: burst::BurstConfig,
     /// Least record of the burst part of `ensemble`.
     burst_floor: Option<f64>,
