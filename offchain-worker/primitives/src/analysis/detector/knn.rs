@@ -43,6 +43,11 @@ pub struct KnnDetector {
     config: KnnConfig,
     /// Recent samples, enough for one picture.
     recent: Ring,
+    /// The sum of the newest `block` samples after each sample, newest
+    /// first, enough for the oldest block of a picture: a block's sum is
+    /// computed once, when its newest sample arrives, and reused by the
+    /// pictures that follow.
+    block_sums: Ring,
     /// Pictures waiting until they no longer overlap the current one,
     /// `blocks` numbers each, oldest first.
     pending: VecDeque<f64>,
@@ -76,6 +81,7 @@ impl KnnDetector {
         };
         Self {
             recent: Ring::new(config.blocks * config.block),
+            block_sums: Ring::new((config.blocks - 1) * config.block + 1),
             pending: VecDeque::new(),
             memory: vec![0.0; config.memory * config.blocks],
             index: SumIndex::new(config.memory),
@@ -89,16 +95,23 @@ impl KnnDetector {
         }
     }
 
+    /// Sums the newest `block` samples, newest first, into `block_sums`.
+    fn sum_block(&mut self) {
+        let mut sum = 0.0;
+        for lag in 0..self.config.block {
+            sum += self.recent.lag(lag).unwrap_or(0.0);
+        }
+        self.block_sums.push(sum);
+    }
+
     /// Fills `picture` with the block means of the recent samples, oldest
-    /// block first.
+    /// block first. Block `b` is the block sum recorded
+    /// `(blocks - 1 - b) * block` samples ago, which added the same samples
+    /// in the same order as summing that block now would.
     fn draw(&mut self) {
         let (blocks, block) = (self.config.blocks, self.config.block);
         for b in 0..blocks {
-            let mut sum = 0.0;
-            for i in 0..block {
-                let lag = (blocks - 1 - b) * block + i;
-                sum += self.recent.lag(lag).unwrap_or(0.0);
-            }
+            let sum = self.block_sums.lag((blocks - 1 - b) * block).unwrap_or(0.0);
             self.picture[b] = sum / block as f64;
         }
     }
@@ -217,6 +230,7 @@ impl Detector for KnnDetector {
             return 0.0;
         }
         self.recent.push(value);
+        self.sum_block();
         self.seen += 1;
         if !self.recent.is_full() {
             self.min = self.min.min(value);
@@ -256,6 +270,32 @@ mod tests {
             best = best.min(sum);
         }
         best / blocks as f64
+    }
+
+    #[test]
+    fn pictures_are_the_block_means_of_the_recent_samples_bit_for_bit() {
+        let mut noise = Noise::new(13);
+        // (blocks, block)
+        let cases = [(5, 4), (5, 16), (3, 7), (1, 1), (2, 48)];
+        for (blocks, block) in cases {
+            let config = KnnConfig { blocks, block, ..KnnConfig::default() };
+            let mut knn = KnnDetector::new(config);
+            for i in 0..600 {
+                let value = noise.normal() * 1e3 + f64::from(i % 37);
+                knn.score(0, value);
+                if !knn.recent.is_full() {
+                    continue;
+                }
+                for (b, &drawn) in knn.picture.iter().enumerate() {
+                    let mut sum = 0.0;
+                    for i in 0..block {
+                        sum += knn.recent.lag((blocks - 1 - b) * block + i).unwrap();
+                    }
+                    let direct = sum / block as f64;
+                    assert_eq!(drawn.to_bits(), direct.to_bits(), "{blocks}x{block}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -12,10 +12,19 @@
 //!   each alarm of either half, so one episode raises one alarm
 //!   (it scores higher on NAB than `combo`, which the `engine/1` analyser
 //!   keeps so that its insights replay unchanged);
+//! - `ensemble`: `combo-mute` with a third `knn-rel` picture on blocks of
+//!   48 samples (slow changes of shape, such as a missing daily rise;
+//!   remembered every 8 samples, 256 of them, and alarming only on a
+//!   novelty of at least its scale) and
+//!   a [`burst`] detector relative to its own record, never alarming below
+//!   5 times the series' typical activity, all muted together for 100
+//!   samples after each alarm;
 //! - `knn-rel`: [`knn`] novelty post-processed by [`relative`];
 //! - `knn`, `record`, `robust`: the building blocks alone.
 //!
 //! Layout:
+//! - [`burst`]: recent activity (mean absolute difference) against the
+//!   series' typical activity;
 //! - [`robust`]: the rolling median/MAD detector of the baseline analyser,
 //!   scored on its alarms;
 //! - [`stats`]: rolling building blocks (windowed median, exponential
@@ -27,6 +36,7 @@
 //!   muted for a while after each alarm;
 //! - [`mute`]: any detector muted for a while after each alarm.
 
+pub mod burst;
 pub mod knn;
 pub mod mute;
 pub mod record;
@@ -49,8 +59,8 @@ impl<D: Detector + ?Sized> Detector for Box<D> {
 }
 
 /// Names accepted by [`by_name`], the default first.
-pub const NAMES: [&str; 6] =
-    ["combo", "combo-mute", "knn-rel", "knn", "record", "robust"];
+pub const NAMES: [&str; 7] =
+    ["combo", "combo-mute", "ensemble", "knn-rel", "knn", "record", "robust"];
 
 /// A fresh detector from a specification: a name from [`NAMES`],
 /// optionally followed by `@key=value,...` overrides of its numeric
@@ -76,6 +86,19 @@ const HOLD: usize = 300;
 const MUTE: usize = 100;
 /// Samples per block of the coarse picture of `combo`.
 const COARSE_BLOCK: usize = 16;
+/// Samples per block of the third picture of `ensemble`.
+const ENSEMBLE_THIRD: usize = 48;
+/// The third picture of `ensemble` is remembered every this many samples:
+/// a picture of 240 samples barely changes from one sample to the next.
+const ENSEMBLE_THIRD_STRIDE: usize = 8;
+/// Pictures of the third kind `ensemble` remembers (2048 samples' worth).
+const ENSEMBLE_THIRD_MEMORY: usize = 256;
+/// Least record of the third picture of `ensemble`: it never alarms on a
+/// novelty below its `scale`, where its plain score is one half.
+const ENSEMBLE_THIRD_FLOOR: f64 = 1.0;
+/// Least record (a strength, in units of the typical activity) of the
+/// burst part of `ensemble`: it never alarms on less than this.
+const BURST_FLOOR: f64 = 5.0;
 
 /// The tunable numbers of the named detectors.
 #[derive(Debug, Clone, Copy, Default)]
@@ -91,6 +114,16 @@ struct Settings {
     third: Option<usize>,
     /// Samples muted after an alarm of `combo-mute` as a whole.
     mute: Option<usize>,
+    /// Stride of the third picture of `ensemble`.
+    third_stride: Option<usize>,
+    /// Memory of the third picture of `ensemble`.
+    third_memory: Option<usize>,
+    /// Least record of the third picture of `ensemble`.
+    third_floor: Option<f64>,
+    /// Settings of the burst part of `ensemble`.
+    burst: burst::BurstConfig,
+    /// Least record of the burst part of `ensemble`.
+    burst_floor: Option<f64>,
 }
 
 impl Settings {
@@ -110,6 +143,12 @@ impl Settings {
             "coarse" => self.coarse = Some(count),
             "third" => self.third = Some(count),
             "mute" => self.mute = Some(count),
+            "third_stride" => self.third_stride = Some(count),
+            "third_memory" => self.third_memory = Some(count),
+            "third_floor" => self.third_floor = Some(value),
+            "burst_window" => self.burst.window = count,
+            "burst_alpha" => self.burst.alpha = value,
+            "burst_floor" => self.burst_floor = Some(value),
             _ => return None,
         }
         Some(())
@@ -141,6 +180,20 @@ impl Settings {
                 }
                 let mute = self.mute.unwrap_or(MUTE);
                 Some(Box::new(mute::Mute::new(both, mute)))
+            }
+            "ensemble" => {
+                let mut third = self;
+                third.knn.block = self.third.unwrap_or(ENSEMBLE_THIRD);
+                third.knn.stride = self.third_stride.unwrap_or(ENSEMBLE_THIRD_STRIDE);
+                third.knn.memory = self.third_memory.unwrap_or(ENSEMBLE_THIRD_MEMORY);
+                third.floor = Some(self.third_floor.unwrap_or(ENSEMBLE_THIRD_FLOOR));
+                let shapes = Max(self.build("combo")?, third.build("knn-rel")?);
+                let burst = burst::BurstDetector::new(self.burst);
+                let floor = self.burst_floor.unwrap_or(BURST_FLOOR);
+                let hold = self.hold.unwrap_or(HOLD);
+                let burst = relative::Relative::new(burst, decay, floor, 1, hold);
+                let both = Max(Box::new(shapes), Box::new(burst));
+                Some(Box::new(mute::Mute::new(both, self.mute.unwrap_or(MUTE))))
             }
             "record" => Some(Box::new(record::RecordDetector::default())),
             "robust" => Some(Box::new(robust::RobustScorer::default())),
@@ -229,8 +282,13 @@ mod tests {
     #[test]
     fn a_jump_scores_above_everything_before_it() {
         // (detector, jump size in noise deviations)
-        let cases =
-            [("knn-rel", 10.0), ("knn", 10.0), ("record", 10.0), ("robust", 10.0)];
+        let cases = [
+            ("ensemble", 10.0),
+            ("knn-rel", 10.0),
+            ("knn", 10.0),
+            ("record", 10.0),
+            ("robust", 10.0),
+        ];
         for (name, jump) in cases {
             let mut series = noisy(1500, 3);
             series[1000..].iter_mut().for_each(|x| *x += jump);
@@ -238,6 +296,25 @@ mod tests {
             let before = all[300..1000].iter().copied().fold(0.0, f64::max);
             let at = all[1000..1010].iter().copied().fold(0.0, f64::max);
             assert!(at > before, "{name}: {at} <= {before}");
+        }
+    }
+
+    #[test]
+    fn the_ensemble_alarms_once_on_a_swinging_stretch() {
+        // Noise, then 40 samples swinging by this many noise deviations
+        // about the same level, then noise again.
+        // (detector, swing, whether it alarms in the stretch)
+        let cases = [("ensemble", 12.0, true), ("ensemble", 2.0, false)];
+        for (name, swing, alarms) in cases {
+            let mut series = noisy(3000, 4);
+            for (i, x) in series[2000..2040].iter_mut().enumerate() {
+                *x += if i % 2 == 0 { swing } else { -swing };
+            }
+            let all = scores(name, &series);
+            let alarm_rows: Vec<usize> =
+                (2000..2100).filter(|&row| all[row] > 0.5).collect();
+            let expected = usize::from(alarms);
+            assert_eq!(alarm_rows.len(), expected, "{name} {swing}: {alarm_rows:?}");
         }
     }
 
