@@ -6,19 +6,18 @@
 //! bit for bit on every platform.
 //!
 //! Named detectors ([`NAMES`], built by [`by_name`]):
-//! - `combo` (the default): the larger of two `knn-rel` detectors, one on
-//!   blocks of 4 samples and one on blocks of 16;
-//! - `combo-mute`: `combo` whose output is muted for 100 samples after
-//!   each alarm of either half, so one episode raises one alarm
-//!   (it scores higher on NAB than `combo`, which the `engine/1` analyser
-//!   keeps so that its insights replay unchanged);
-//! - `ensemble`: `combo-mute` with a third `knn-rel` picture on blocks of
+//! - `ensemble` (the default, the best on NAB): `combo-mute` with a third `knn-rel` picture on blocks of
 //!   48 samples (slow changes of shape, such as a missing daily rise;
 //!   remembered every 8 samples, 256 of them, and alarming only on a
 //!   novelty of at least its scale) and
 //!   a [`burst`] detector relative to its own record, never alarming below
 //!   5 times the series' typical activity, all muted together for 100
 //!   samples after each alarm;
+//! - `combo`: the larger of two `knn-rel` detectors, one on blocks of 4
+//!   samples and one on blocks of 16 (the default of earlier versions:
+//!   insights stamped with its configuration replay with it);
+//! - `combo-mute`: `combo` whose output is muted for 100 samples after
+//!   each alarm of either half, so one episode raises one alarm;
 //! - `knn-rel`: [`knn`] novelty post-processed by [`relative`];
 //! - `knn`, `record`, `robust`: the building blocks alone.
 //!
@@ -60,7 +59,7 @@ impl<D: Detector + ?Sized> Detector for Box<D> {
 
 /// Names accepted by [`by_name`], the default first.
 pub const NAMES: [&str; 7] =
-    ["combo", "combo-mute", "ensemble", "knn-rel", "knn", "record", "robust"];
+    ["ensemble", "combo", "combo-mute", "knn-rel", "knn", "record", "robust"];
 
 /// A fresh detector from a specification: a name from [`NAMES`],
 /// optionally followed by `@key=value,...` overrides of its numeric

@@ -28,8 +28,10 @@ pub struct AnalysisConfig {
     /// Samples a metric needs before any anomaly, trend or prediction;
     /// between 8 and `window`. Default 64.
     pub min_samples: usize,
-    /// The anomaly detector, a name from `bench nab` (`combo`, ...),
-    /// optionally with overrides (`combo@hold=200`). Default `combo`.
+    /// The anomaly detector, a name from `bench nab` (`ensemble`, ...),
+    /// optionally with overrides (`ensemble@mute=150`). Default
+    /// `ensemble`; insights made with `combo`, the default of earlier
+    /// versions, replay with `detector = "combo"`.
     pub detector: String,
     /// Samples of a metric (since its analysis last started) before any
     /// anomaly: the detector's first scores compare with an empty record
