@@ -43,6 +43,9 @@ pub struct KnnDetector {
     config: KnnConfig,
     /// Recent samples, enough for one picture.
     recent: Ring,
+    /// After each sample from the `block`-th on, the sum of the latest
+    /// `block` samples, added newest first: enough for one picture.
+    block_sums: Ring,
     /// Pictures waiting until they no longer overlap the current one,
     /// `blocks` numbers each, oldest first.
     pending: VecDeque<f64>,
@@ -76,6 +79,7 @@ impl KnnDetector {
         };
         Self {
             recent: Ring::new(config.blocks * config.block),
+            block_sums: Ring::new((config.blocks - 1) * config.block + 1),
             pending: VecDeque::new(),
             memory: vec![0.0; config.memory * config.blocks],
             index: SumIndex::new(config.memory),
@@ -89,17 +93,25 @@ impl KnnDetector {
         }
     }
 
+    /// Records the sum of the latest `block` samples, once there are that
+    /// many. Each block of a picture is such a sum from some samples ago,
+    /// so a picture costs one block's additions per sample, not `blocks`.
+    fn sum_newest_block(&mut self) {
+        let block = self.config.block;
+        if self.recent.len() >= block {
+            let sum = self.recent.newest(block).fold(0.0, |sum, x| sum + x);
+            self.block_sums.push(sum);
+        }
+    }
+
     /// Fills `picture` with the block means of the recent samples, oldest
-    /// block first.
+    /// block first. Each block's sum starts from 0 and adds its samples
+    /// newest first.
     fn draw(&mut self) {
         let (blocks, block) = (self.config.blocks, self.config.block);
-        for b in 0..blocks {
-            let mut sum = 0.0;
-            for i in 0..block {
-                let lag = (blocks - 1 - b) * block + i;
-                sum += self.recent.lag(lag).unwrap_or(0.0);
-            }
-            self.picture[b] = sum / block as f64;
+        for (b, mean) in self.picture.iter_mut().enumerate() {
+            let sum = self.block_sums.lag((blocks - 1 - b) * block).unwrap_or(0.0);
+            *mean = sum / block as f64;
         }
     }
 
@@ -176,16 +188,26 @@ impl SumIndex {
         self.sorted.binary_search_by(|&(s, _, k)| s.total_cmp(&sum).then(k.cmp(&slot)))
     }
 
-    /// Puts `slot`'s new picture in place of its old one.
+    /// Puts `slot`'s new picture in place of its old one. Only the entries
+    /// between the old place and the new one move.
     fn replace(&mut self, slot: usize, sum: f64, abs: f64) {
-        if let Some((old, _)) = self.by_slot[slot] {
-            if let Ok(at) = self.position(old, slot) {
-                self.sorted.remove(at);
+        let entry = (sum, abs, slot);
+        let old = self.by_slot[slot].and_then(|(old, _)| self.position(old, slot).ok());
+        self.by_slot[slot] = Some((sum, abs));
+        // The new entry's place among all the others, the old one included.
+        let at = self.position(sum, slot);
+        match (old, at) {
+            (None, at) => self.sorted.insert(at.unwrap_or_else(|at| at), entry),
+            (Some(from), Ok(_)) => self.sorted[from] = entry,
+            (Some(from), Err(to)) if to > from => {
+                self.sorted[from..to].rotate_left(1);
+                self.sorted[to - 1] = entry;
+            }
+            (Some(from), Err(to)) => {
+                self.sorted[to..=from].rotate_right(1);
+                self.sorted[to] = entry;
             }
         }
-        let at = self.position(sum, slot).unwrap_or_else(|at| at);
-        self.sorted.insert(at, (sum, abs, slot));
-        self.by_slot[slot] = Some((sum, abs));
     }
 
     /// Entries by increasing distance of their sum from `sum`.
@@ -217,6 +239,7 @@ impl Detector for KnnDetector {
             return 0.0;
         }
         self.recent.push(value);
+        self.sum_newest_block();
         self.seen += 1;
         if !self.recent.is_full() {
             self.min = self.min.min(value);
@@ -258,27 +281,106 @@ mod tests {
         best / blocks as f64
     }
 
-    #[test]
-    fn the_ordered_search_finds_what_a_full_scan_finds() {
+    /// The picture summed block by block from the recent samples.
+    fn drawn_directly(knn: &KnnDetector) -> Vec<f64> {
+        let (blocks, block) = (knn.config.blocks, knn.config.block);
+        (0..blocks)
+            .map(|b| {
+                let mut sum = 0.0;
+                for i in 0..block {
+                    sum += knn.recent.lag((blocks - 1 - b) * block + i).unwrap();
+                }
+                sum / block as f64
+            })
+            .collect()
+    }
+
+    /// Series that stress the search and the sums: (case, series).
+    fn cases() -> Vec<(&'static str, Vec<f64>)> {
         let mut noise = Noise::new(11);
-        // (case, series)
-        let cases: [(&str, Vec<f64>); 5] = [
+        let mut cases: Vec<(&str, Vec<f64>)> = vec![
             ("noise", (0..3_000).map(|_| noise.normal()).collect()),
             ("cycle", (0..3_000).map(|i| f64::from(i % 50) + noise.uniform()).collect()),
             ("level 1e9", (0..3_000).map(|_| 1e9 + noise.normal() * 1e-3).collect()),
             ("steps", (0..3_000).map(|i| f64::from(i / 300 % 3)).collect()),
             ("huge", (0..3_000).map(|_| noise.normal() * 1e300).collect()),
+            ("tiny", (0..3_000).map(|_| noise.normal() * 1e-300).collect()),
+            ("subnormal", (0..3_000).map(|_| noise.normal() * 5e-324).collect()),
+            ("extremes", (0..3_000).map(|i| [f64::MAX, -f64::MAX][i % 2]).collect()),
+            ("flat", vec![7.5; 3_000]),
         ];
-        for (case, series) in cases {
-            let config = KnnConfig { memory: 200, ..KnnConfig::default() };
-            let mut knn = KnnDetector::new(config);
-            for (i, &value) in series.iter().enumerate() {
-                knn.score(0, value);
-                if knn.stored > 0 && knn.recent.is_full() {
-                    let (fast, full) = (knn.nearest(), scanned(&knn));
-                    assert_eq!(fast.to_bits(), full.to_bits(), "{case} at {i}");
+        let mut gappy: Vec<f64> = (0..3_000).map(|i| f64::from(i % 97).sqrt()).collect();
+        gappy.iter_mut().step_by(7).for_each(|x| *x = f64::NAN);
+        gappy.iter_mut().skip(3).step_by(11).for_each(|x| *x = f64::INFINITY);
+        cases.push(("nan and inf", gappy));
+        cases
+    }
+
+    #[test]
+    fn the_ordered_search_finds_what_a_full_scan_finds() {
+        for (case, series) in cases() {
+            for block in [4, 16] {
+                let config = KnnConfig { memory: 200, block, ..KnnConfig::default() };
+                let mut knn = KnnDetector::new(config);
+                for (i, &value) in series.iter().enumerate() {
+                    knn.score(0, value);
+                    if knn.stored > 0 && knn.recent.is_full() {
+                        let (fast, full) = (knn.nearest(), scanned(&knn));
+                        assert_eq!(
+                            fast.to_bits(),
+                            full.to_bits(),
+                            "{case}/{block} at {i}"
+                        );
+                    }
                 }
             }
+        }
+    }
+
+    #[test]
+    fn pictures_from_rolling_block_sums_equal_direct_sums() {
+        for (case, series) in cases() {
+            for (blocks, block) in [(5, 4), (5, 16), (1, 1), (3, 7)] {
+                let config = KnnConfig { blocks, block, ..KnnConfig::default() };
+                let mut knn = KnnDetector::new(config);
+                for (i, &value) in series.iter().enumerate() {
+                    knn.score(0, value);
+                    if knn.recent.is_full() {
+                        let direct = drawn_directly(&knn);
+                        let bits =
+                            |p: &[f64]| p.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                        assert_eq!(
+                            bits(&knn.picture),
+                            bits(&direct),
+                            "{case}/{block} at {i}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_index_stays_sorted_by_sum_then_slot() {
+        let mut noise = Noise::new(3);
+        let keys = [0.0, -0.0, 1.0, 1.0, f64::NAN, f64::INFINITY, -f64::INFINITY, 2.5];
+        let mut index = SumIndex::new(9);
+        for step in 0..2_000 {
+            let slot = noise.below(9) as usize;
+            let sum = if step % 3 == 0 {
+                keys[noise.below(keys.len() as u64) as usize]
+            } else {
+                noise.normal()
+            };
+            index.replace(slot, sum, sum.abs());
+            let mut expected: Vec<(f64, f64, usize)> = (0..9)
+                .filter_map(|k| index.by_slot[k].map(|(sum, abs)| (sum, abs, k)))
+                .collect();
+            expected.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.2.cmp(&b.2)));
+            let bits = |v: &[(f64, f64, usize)]| {
+                v.iter().map(|e| (e.0.to_bits(), e.1.to_bits(), e.2)).collect::<Vec<_>>()
+            };
+            assert_eq!(bits(&index.sorted), bits(&expected), "step {step}");
         }
     }
 }
