@@ -118,31 +118,40 @@ impl KnnDetector {
     /// Mean absolute difference to the nearest remembered picture.
     ///
     /// The sum of absolute differences of two pictures is at least the
-    /// difference of their sums, so pictures are visited by how close
-    /// their sum is to this one's, and the search stops once that alone
-    /// exceeds the best distance (with a margin for rounding in the sums).
-    /// Every distance is computed as a full scan would compute it, so the
-    /// result is the same bit for bit.
+    /// difference of their sums. Pictures are visited outward from this
+    /// one's sum, one below and one above in turn, and each side stops at
+    /// its first picture whose sum alone exceeds the best distance (with a
+    /// margin for rounding in the sums): every picture further out on that
+    /// side has a sum further away still. Every distance is computed as a
+    /// full scan would compute it and the minimum does not depend on the
+    /// order, so the result is the same bit for bit.
     fn nearest(&self) -> f64 {
-        let blocks = self.config.blocks;
         let (sum, abs) = sums(&self.picture);
         let mut best = f64::INFINITY;
-        for (key, key_abs, slot) in self.index.outward(sum) {
+        let mut visit = |&(key, key_abs, slot): &(f64, f64, usize)| {
             let margin = 1e-12 * (abs + key_abs);
             if (key - sum).abs() - margin > best {
-                break;
+                return false;
             }
-            let stored = &self.memory[slot * blocks..(slot + 1) * blocks];
-            let mut distance = 0.0;
-            for (a, b) in stored.iter().zip(&self.picture) {
-                distance += (a - b).abs();
-                if distance >= best {
-                    break;
-                }
-            }
-            best = best.min(distance);
+            best = best.min(self.distance(slot));
+            true
+        };
+        let (below, above) = self.index.split(sum);
+        let (mut down, mut up) = (below.iter().rev(), above.iter());
+        let (mut down_open, mut up_open) = (true, true);
+        while down_open || up_open {
+            down_open = down_open && down.next().is_some_and(&mut visit);
+            up_open = up_open && up.next().is_some_and(&mut visit);
         }
-        best / blocks as f64
+        best / self.config.blocks as f64
+    }
+
+    /// Sum of absolute differences between the picture and the one
+    /// remembered in `slot`, added in block order.
+    fn distance(&self, slot: usize) -> f64 {
+        let blocks = self.config.blocks;
+        let stored = &self.memory[slot * blocks..(slot + 1) * blocks];
+        stored.iter().zip(&self.picture).fold(0.0, |sum, (a, b)| sum + (a - b).abs())
     }
 
     fn remember(&mut self) {
@@ -210,26 +219,10 @@ impl SumIndex {
         }
     }
 
-    /// Entries by increasing distance of their sum from `sum`.
-    fn outward(&self, sum: f64) -> impl Iterator<Item = (f64, f64, usize)> + '_ {
+    /// The entries with a sum below `sum`, and the others.
+    fn split(&self, sum: f64) -> (&[(f64, f64, usize)], &[(f64, f64, usize)]) {
         let split = self.sorted.partition_point(|&(s, _, _)| s.total_cmp(&sum).is_lt());
-        let (mut below, mut above) = (split, split);
-        std::iter::from_fn(move || {
-            let low = below.checked_sub(1).map(|i| self.sorted[i]);
-            let high = self.sorted.get(above).copied();
-            let take_low = match (low, high) {
-                (Some(l), Some(h)) => sum - l.0 <= h.0 - sum,
-                (Some(_), None) => true,
-                (None, _) => false,
-            };
-            if take_low {
-                below -= 1;
-                low
-            } else {
-                above += 1;
-                high
-            }
-        })
+        self.sorted.split_at(split)
     }
 }
 
