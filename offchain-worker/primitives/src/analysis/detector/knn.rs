@@ -128,7 +128,8 @@ impl KnnDetector {
     fn nearest(&self) -> f64 {
         let (sum, abs) = sums(&self.picture);
         let mut best = f64::INFINITY;
-        let mut visit = |&(key, key_abs, slot): &(f64, f64, usize)| {
+        let mut visit = |&entry: &u128| {
+            let (key, key_abs, slot) = self.index.unpack(entry);
             let margin = 1e-12 * (abs + key_abs);
             if (key - sum).abs() - margin > best {
                 return false;
@@ -180,11 +181,14 @@ fn sums(picture: &[f64]) -> (f64, f64) {
     picture.iter().fold((0.0, 0.0), |(sum, abs), x| (sum + x, abs + x.abs()))
 }
 
-/// Remembered pictures ordered by their sums: `(sum, magnitude sum, slot)`
-/// sorted by sum then slot, with each slot's entry for replacing it.
+/// Remembered pictures ordered by their sums (in the IEEE total order),
+/// then by slot, with each slot's sum and magnitude sum.
+///
+/// An entry packs the sum's rank in the total order (high 64 bits) with
+/// the slot (low 64 bits), so entries sort and compare as integers.
 #[derive(Debug, Clone)]
 struct SumIndex {
-    sorted: Vec<(f64, f64, usize)>,
+    sorted: Vec<u128>,
     by_slot: Vec<Option<(f64, f64)>>,
 }
 
@@ -193,19 +197,15 @@ impl SumIndex {
         Self { sorted: Vec::with_capacity(slots), by_slot: vec![None; slots] }
     }
 
-    fn position(&self, sum: f64, slot: usize) -> Result<usize, usize> {
-        self.sorted.binary_search_by(|&(s, _, k)| s.total_cmp(&sum).then(k.cmp(&slot)))
-    }
-
     /// Puts `slot`'s new picture in place of its old one. Only the entries
     /// between the old place and the new one move.
     fn replace(&mut self, slot: usize, sum: f64, abs: f64) {
-        let entry = (sum, abs, slot);
-        let old = self.by_slot[slot].and_then(|(old, _)| self.position(old, slot).ok());
+        let entry = pack(sum, slot);
+        let old = self.by_slot[slot]
+            .and_then(|(old, _)| self.sorted.binary_search(&pack(old, slot)).ok());
         self.by_slot[slot] = Some((sum, abs));
         // The new entry's place among all the others, the old one included.
-        let at = self.position(sum, slot);
-        match (old, at) {
+        match (old, self.sorted.binary_search(&entry)) {
             (None, at) => self.sorted.insert(at.unwrap_or_else(|at| at), entry),
             (Some(from), Ok(_)) => self.sorted[from] = entry,
             (Some(from), Err(to)) if to > from => {
@@ -220,10 +220,41 @@ impl SumIndex {
     }
 
     /// The entries with a sum below `sum`, and the others.
-    fn split(&self, sum: f64) -> (&[(f64, f64, usize)], &[(f64, f64, usize)]) {
-        let split = self.sorted.partition_point(|&(s, _, _)| s.total_cmp(&sum).is_lt());
+    fn split(&self, sum: f64) -> (&[u128], &[u128]) {
+        let rank = total_rank(sum);
+        let split = self.sorted.partition_point(|&entry| ((entry >> 64) as u64) < rank);
         self.sorted.split_at(split)
     }
+
+    /// An entry's sum, magnitude sum and slot.
+    fn unpack(&self, entry: u128) -> (f64, f64, usize) {
+        let sum = from_total_rank((entry >> 64) as u64);
+        let slot = entry as u64 as usize;
+        let abs = self.by_slot[slot].map_or(f64::INFINITY, |(_, abs)| abs);
+        (sum, abs, slot)
+    }
+}
+
+/// An index entry: the sum's rank in the total order, then the slot.
+fn pack(sum: f64, slot: usize) -> u128 {
+    (u128::from(total_rank(sum)) << 64) | slot as u128
+}
+
+/// The position of `x` in the IEEE total order of doubles (the order of
+/// [`f64::total_cmp`]) as an unsigned integer: negative numbers have all
+/// bits flipped, others only the sign bit.
+fn total_rank(x: f64) -> u64 {
+    let bits = x.to_bits();
+    if bits >> 63 == 1 {
+        !bits
+    } else {
+        bits | 1 << 63
+    }
+}
+
+/// The double of a [`total_rank`].
+fn from_total_rank(rank: u64) -> f64 {
+    f64::from_bits(if rank >> 63 == 1 { rank & !(1 << 63) } else { !rank })
 }
 
 impl Detector for KnnDetector {
@@ -370,10 +401,45 @@ mod tests {
                 .filter_map(|k| index.by_slot[k].map(|(sum, abs)| (sum, abs, k)))
                 .collect();
             expected.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.2.cmp(&b.2)));
+            let held: Vec<(f64, f64, usize)> =
+                index.sorted.iter().map(|&entry| index.unpack(entry)).collect();
             let bits = |v: &[(f64, f64, usize)]| {
                 v.iter().map(|e| (e.0.to_bits(), e.1.to_bits(), e.2)).collect::<Vec<_>>()
             };
-            assert_eq!(bits(&index.sorted), bits(&expected), "step {step}");
+            assert_eq!(bits(&held), bits(&expected), "step {step}");
+        }
+    }
+
+    #[test]
+    fn total_ranks_follow_the_total_order_and_round_trip() {
+        let mut values = vec![
+            f64::NEG_INFINITY,
+            -f64::MAX,
+            -1.5,
+            -f64::MIN_POSITIVE,
+            -5e-324,
+            -0.0,
+            0.0,
+            5e-324,
+            f64::MIN_POSITIVE,
+            1.0,
+            f64::MAX,
+            f64::INFINITY,
+            f64::NAN,
+            -f64::NAN,
+            f64::from_bits(0x7ff0_0000_0000_0001),
+            f64::from_bits(0xfff8_0000_0000_0001),
+        ];
+        let mut noise = Noise::new(8);
+        values.extend(
+            (0..500).map(|_| noise.normal() * 10f64.powi(noise.below(600) as i32 - 300)),
+        );
+        for &x in &values {
+            assert_eq!(from_total_rank(total_rank(x)).to_bits(), x.to_bits(), "{x}");
+            for &y in &values {
+                let by_rank = total_rank(x).cmp(&total_rank(y));
+                assert_eq!(by_rank, x.total_cmp(&y), "{x} {y}");
+            }
         }
     }
 }
