@@ -125,8 +125,9 @@ impl KnnDetector {
     /// side has a sum further away still. Every distance is computed as a
     /// full scan would compute it and the minimum does not depend on the
     /// order, so the result is the same bit for bit.
-    fn nearest(&self) -> f64 {
+    fn nearest(&mut self) -> f64 {
         let (sum, abs) = sums(&self.picture);
+        let split = self.index.split_point(sum);
         let mut best = f64::INFINITY;
         let mut visit = |&entry: &u128| {
             let (key, key_abs, slot) = self.index.unpack(entry);
@@ -137,7 +138,7 @@ impl KnnDetector {
             best = best.min(self.distance(slot));
             true
         };
-        let (below, above) = self.index.split(sum);
+        let (below, above) = self.index.sorted.split_at(split);
         let (mut down, mut up) = (below.iter().rev(), above.iter());
         let (mut down_open, mut up_open) = (true, true);
         while down_open || up_open {
@@ -186,15 +187,51 @@ fn sums(picture: &[f64]) -> (f64, f64) {
 ///
 /// An entry packs the sum's rank in the total order (high 64 bits) with
 /// the slot (low 64 bits), so entries sort and compare as integers.
+///
+/// Consecutive searches of one kind (for the current picture's sum, for
+/// the entry leaving, for the entry joining) land close together, as the
+/// pictures change little from one to the next; each kind of search
+/// starts where its last one ended.
 #[derive(Debug, Clone)]
 struct SumIndex {
     sorted: Vec<u128>,
     by_slot: Vec<Option<(f64, f64)>>,
+    /// Where the last search of each kind ended.
+    hints: [usize; 3],
 }
+
+/// Kinds of search in a [`SumIndex`], by their slot in its `hints`.
+const SPLIT: usize = 0;
+const LEAVING: usize = 1;
+const JOINING: usize = 2;
 
 impl SumIndex {
     fn new(slots: usize) -> Self {
-        Self { sorted: Vec::with_capacity(slots), by_slot: vec![None; slots] }
+        Self {
+            sorted: Vec::with_capacity(slots),
+            by_slot: vec![None; slots],
+            hints: [0; 3],
+        }
+    }
+
+    /// Where `entry` is (`Ok`) or would go (`Err`), by a search of `kind`.
+    fn find(&mut self, kind: usize, entry: u128) -> Result<usize, usize> {
+        let at = partition_near(&self.sorted, self.hints[kind], |&held| held < entry);
+        self.hints[kind] = at;
+        if self.sorted.get(at) == Some(&entry) {
+            Ok(at)
+        } else {
+            Err(at)
+        }
+    }
+
+    /// The number of entries with a sum below `sum`.
+    fn split_point(&mut self, sum: f64) -> usize {
+        let rank = total_rank(sum);
+        let below = |&entry: &u128| ((entry >> 64) as u64) < rank;
+        let at = partition_near(&self.sorted, self.hints[SPLIT], below);
+        self.hints[SPLIT] = at;
+        at
     }
 
     /// Puts `slot`'s new picture in place of its old one. Only the entries
@@ -202,10 +239,10 @@ impl SumIndex {
     fn replace(&mut self, slot: usize, sum: f64, abs: f64) {
         let entry = pack(sum, slot);
         let old = self.by_slot[slot]
-            .and_then(|(old, _)| self.sorted.binary_search(&pack(old, slot)).ok());
+            .and_then(|(old, _)| self.find(LEAVING, pack(old, slot)).ok());
         self.by_slot[slot] = Some((sum, abs));
         // The new entry's place among all the others, the old one included.
-        match (old, self.sorted.binary_search(&entry)) {
+        match (old, self.find(JOINING, entry)) {
             (None, at) => self.sorted.insert(at.unwrap_or_else(|at| at), entry),
             (Some(from), Ok(_)) => self.sorted[from] = entry,
             (Some(from), Err(to)) if to > from => {
@@ -219,13 +256,6 @@ impl SumIndex {
         }
     }
 
-    /// The entries with a sum below `sum`, and the others.
-    fn split(&self, sum: f64) -> (&[u128], &[u128]) {
-        let rank = total_rank(sum);
-        let split = self.sorted.partition_point(|&entry| ((entry >> 64) as u64) < rank);
-        self.sorted.split_at(split)
-    }
-
     /// An entry's sum, magnitude sum and slot.
     fn unpack(&self, entry: u128) -> (f64, f64, usize) {
         let sum = from_total_rank((entry >> 64) as u64);
@@ -233,6 +263,27 @@ impl SumIndex {
         let abs = self.by_slot[slot].map_or(f64::INFINITY, |(_, abs)| abs);
         (sum, abs, slot)
     }
+}
+
+/// The number of leading entries of `sorted` for which `below` holds
+/// (those come first), as [`slice::partition_point`] finds it, but
+/// searched from `hint` outward: the cost grows with the distance from
+/// the hint, not with the length.
+fn partition_near(sorted: &[u128], hint: usize, below: impl Fn(&u128) -> bool) -> usize {
+    let (mut low, mut high) = (hint.min(sorted.len()), hint.min(sorted.len()));
+    // Widen [low, high) until every entry before `low` is below and none
+    // from `high` on is.
+    let mut step = 1;
+    while low > 0 && !below(&sorted[low - 1]) {
+        low = low.saturating_sub(step);
+        step *= 2;
+    }
+    step = 1;
+    while high < sorted.len() && below(&sorted[high]) {
+        high = (high + step).min(sorted.len());
+        step *= 2;
+    }
+    low + sorted[low..high].partition_point(below)
 }
 
 /// An index entry: the sum's rank in the total order, then the slot.
@@ -407,6 +458,27 @@ mod tests {
                 v.iter().map(|e| (e.0.to_bits(), e.1.to_bits(), e.2)).collect::<Vec<_>>()
             };
             assert_eq!(bits(&held), bits(&expected), "step {step}");
+        }
+    }
+
+    #[test]
+    fn searching_near_a_hint_finds_the_partition_point() {
+        let mut noise = Noise::new(5);
+        for len in [0_usize, 1, 2, 3, 7, 64, 1_000] {
+            let mut sorted: Vec<u128> =
+                (0..len).map(|_| u128::from(noise.below(50))).collect();
+            sorted.sort_unstable();
+            for target in 0..52 {
+                let expected = sorted.partition_point(|&x| x < target);
+                for hint in [0, 1, len / 3, len / 2, len.saturating_sub(1), len, len + 5]
+                {
+                    let found = partition_near(&sorted, hint, |&x| x < target);
+                    assert_eq!(
+                        found, expected,
+                        "len {len}, target {target}, hint {hint}"
+                    );
+                }
+            }
         }
     }
 
