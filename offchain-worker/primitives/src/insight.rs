@@ -114,6 +114,14 @@ pub struct InputDigest {
 }
 
 impl InputDigest {
+    /// Bytes of one input event's record.
+    const RECORD: usize = 24;
+
+    /// An empty digest with room for `events` inputs.
+    pub fn with_capacity(events: usize) -> Self {
+        Self { bytes: Vec::with_capacity(events * Self::RECORD), ..Self::default() }
+    }
+
     /// Appends one input event.
     pub fn push(&mut self, id: i64, timestamp_ms: i64, value: f64) {
         self.bytes.extend_from_slice(&id.to_be_bytes());

@@ -43,10 +43,8 @@ pub struct KnnDetector {
     config: KnnConfig,
     /// Recent samples, enough for one picture.
     recent: Ring,
-    /// The sum of the newest `block` samples after each sample, newest
-    /// first, enough for the oldest block of a picture: a block's sum is
-    /// computed once, when its newest sample arrives, and reused by the
-    /// pictures that follow.
+    /// After each sample from the `block`-th on, the sum of the latest
+    /// `block` samples, added newest first: enough for one picture.
     block_sums: Ring,
     /// Pictures waiting until they no longer overlap the current one,
     /// `blocks` numbers each, oldest first.
@@ -95,55 +93,67 @@ impl KnnDetector {
         }
     }
 
-    /// Sums the newest `block` samples, newest first, into `block_sums`.
-    fn sum_block(&mut self) {
-        let mut sum = 0.0;
-        for lag in 0..self.config.block {
-            sum += self.recent.lag(lag).unwrap_or(0.0);
+    /// Records the sum of the latest `block` samples, once there are that
+    /// many. Each block of a picture is such a sum from some samples ago,
+    /// so a picture costs one block's additions per sample, not `blocks`.
+    fn sum_newest_block(&mut self) {
+        let block = self.config.block;
+        if self.recent.len() >= block {
+            let sum = self.recent.newest(block).fold(0.0, |sum, x| sum + x);
+            self.block_sums.push(sum);
         }
-        self.block_sums.push(sum);
     }
 
     /// Fills `picture` with the block means of the recent samples, oldest
-    /// block first. Block `b` is the block sum recorded
-    /// `(blocks - 1 - b) * block` samples ago, which added the same samples
-    /// in the same order as summing that block now would.
+    /// block first. Each block's sum starts from 0 and adds its samples
+    /// newest first.
     fn draw(&mut self) {
         let (blocks, block) = (self.config.blocks, self.config.block);
-        for b in 0..blocks {
+        for (b, mean) in self.picture.iter_mut().enumerate() {
             let sum = self.block_sums.lag((blocks - 1 - b) * block).unwrap_or(0.0);
-            self.picture[b] = sum / block as f64;
+            *mean = sum / block as f64;
         }
     }
 
     /// Mean absolute difference to the nearest remembered picture.
     ///
     /// The sum of absolute differences of two pictures is at least the
-    /// difference of their sums, so pictures are visited by how close
-    /// their sum is to this one's, and the search stops once that alone
-    /// exceeds the best distance (with a margin for rounding in the sums).
-    /// Every distance is computed as a full scan would compute it, so the
-    /// result is the same bit for bit.
-    fn nearest(&self) -> f64 {
-        let blocks = self.config.blocks;
+    /// difference of their sums. Pictures are visited outward from this
+    /// one's sum, one below and one above in turn, and each side stops at
+    /// its first picture whose sum alone exceeds the best distance (with a
+    /// margin for rounding in the sums): every picture further out on that
+    /// side has a sum further away still. Every distance is computed as a
+    /// full scan would compute it and the minimum does not depend on the
+    /// order, so the result is the same bit for bit.
+    fn nearest(&mut self) -> f64 {
         let (sum, abs) = sums(&self.picture);
+        let split = self.index.split_point(sum);
         let mut best = f64::INFINITY;
-        for (key, key_abs, slot) in self.index.outward(sum) {
+        let mut visit = |&entry: &u128| {
+            let (key, key_abs, slot) = self.index.unpack(entry);
             let margin = 1e-12 * (abs + key_abs);
             if (key - sum).abs() - margin > best {
-                break;
+                return false;
             }
-            let stored = &self.memory[slot * blocks..(slot + 1) * blocks];
-            let mut distance = 0.0;
-            for (a, b) in stored.iter().zip(&self.picture) {
-                distance += (a - b).abs();
-                if distance >= best {
-                    break;
-                }
-            }
-            best = best.min(distance);
+            best = best.min(self.distance(slot));
+            true
+        };
+        let (below, above) = self.index.sorted.split_at(split);
+        let (mut down, mut up) = (below.iter().rev(), above.iter());
+        let (mut down_open, mut up_open) = (true, true);
+        while down_open || up_open {
+            down_open = down_open && down.next().is_some_and(&mut visit);
+            up_open = up_open && up.next().is_some_and(&mut visit);
         }
-        best / blocks as f64
+        best / self.config.blocks as f64
+    }
+
+    /// Sum of absolute differences between the picture and the one
+    /// remembered in `slot`, added in block order.
+    fn distance(&self, slot: usize) -> f64 {
+        let blocks = self.config.blocks;
+        let stored = &self.memory[slot * blocks..(slot + 1) * blocks];
+        stored.iter().zip(&self.picture).fold(0.0, |sum, (a, b)| sum + (a - b).abs())
     }
 
     fn remember(&mut self) {
@@ -172,56 +182,130 @@ fn sums(picture: &[f64]) -> (f64, f64) {
     picture.iter().fold((0.0, 0.0), |(sum, abs), x| (sum + x, abs + x.abs()))
 }
 
-/// Remembered pictures ordered by their sums: `(sum, magnitude sum, slot)`
-/// sorted by sum then slot, with each slot's entry for replacing it.
+/// Remembered pictures ordered by their sums (in the IEEE total order),
+/// then by slot, with each slot's sum and magnitude sum.
+///
+/// An entry packs the sum's rank in the total order (high 64 bits) with
+/// the slot (low 64 bits), so entries sort and compare as integers.
+///
+/// Consecutive searches of one kind (for the current picture's sum, for
+/// the entry leaving, for the entry joining) land close together, as the
+/// pictures change little from one to the next; each kind of search
+/// starts where its last one ended.
 #[derive(Debug, Clone)]
 struct SumIndex {
-    sorted: Vec<(f64, f64, usize)>,
+    sorted: Vec<u128>,
     by_slot: Vec<Option<(f64, f64)>>,
+    /// Where the last search of each kind ended.
+    hints: [usize; 3],
 }
+
+/// Kinds of search in a [`SumIndex`], by their slot in its `hints`.
+const SPLIT: usize = 0;
+const LEAVING: usize = 1;
+const JOINING: usize = 2;
 
 impl SumIndex {
     fn new(slots: usize) -> Self {
-        Self { sorted: Vec::with_capacity(slots), by_slot: vec![None; slots] }
+        Self {
+            sorted: Vec::with_capacity(slots),
+            by_slot: vec![None; slots],
+            hints: [0; 3],
+        }
     }
 
-    fn position(&self, sum: f64, slot: usize) -> Result<usize, usize> {
-        self.sorted.binary_search_by(|&(s, _, k)| s.total_cmp(&sum).then(k.cmp(&slot)))
+    /// Where `entry` is (`Ok`) or would go (`Err`), by a search of `kind`.
+    fn find(&mut self, kind: usize, entry: u128) -> Result<usize, usize> {
+        let at = partition_near(&self.sorted, self.hints[kind], |&held| held < entry);
+        self.hints[kind] = at;
+        if self.sorted.get(at) == Some(&entry) {
+            Ok(at)
+        } else {
+            Err(at)
+        }
     }
 
-    /// Puts `slot`'s new picture in place of its old one.
+    /// The number of entries with a sum below `sum`.
+    fn split_point(&mut self, sum: f64) -> usize {
+        let rank = total_rank(sum);
+        let below = |&entry: &u128| ((entry >> 64) as u64) < rank;
+        let at = partition_near(&self.sorted, self.hints[SPLIT], below);
+        self.hints[SPLIT] = at;
+        at
+    }
+
+    /// Puts `slot`'s new picture in place of its old one. Only the entries
+    /// between the old place and the new one move.
     fn replace(&mut self, slot: usize, sum: f64, abs: f64) {
-        if let Some((old, _)) = self.by_slot[slot] {
-            if let Ok(at) = self.position(old, slot) {
-                self.sorted.remove(at);
+        let entry = pack(sum, slot);
+        let old = self.by_slot[slot]
+            .and_then(|(old, _)| self.find(LEAVING, pack(old, slot)).ok());
+        self.by_slot[slot] = Some((sum, abs));
+        // The new entry's place among all the others, the old one included.
+        match (old, self.find(JOINING, entry)) {
+            (None, at) => self.sorted.insert(at.unwrap_or_else(|at| at), entry),
+            (Some(from), Ok(_)) => self.sorted[from] = entry,
+            (Some(from), Err(to)) if to > from => {
+                self.sorted[from..to].rotate_left(1);
+                self.sorted[to - 1] = entry;
+            }
+            (Some(from), Err(to)) => {
+                self.sorted[to..=from].rotate_right(1);
+                self.sorted[to] = entry;
             }
         }
-        let at = self.position(sum, slot).unwrap_or_else(|at| at);
-        self.sorted.insert(at, (sum, abs, slot));
-        self.by_slot[slot] = Some((sum, abs));
     }
 
-    /// Entries by increasing distance of their sum from `sum`.
-    fn outward(&self, sum: f64) -> impl Iterator<Item = (f64, f64, usize)> + '_ {
-        let split = self.sorted.partition_point(|&(s, _, _)| s.total_cmp(&sum).is_lt());
-        let (mut below, mut above) = (split, split);
-        std::iter::from_fn(move || {
-            let low = below.checked_sub(1).map(|i| self.sorted[i]);
-            let high = self.sorted.get(above).copied();
-            let take_low = match (low, high) {
-                (Some(l), Some(h)) => sum - l.0 <= h.0 - sum,
-                (Some(_), None) => true,
-                (None, _) => false,
-            };
-            if take_low {
-                below -= 1;
-                low
-            } else {
-                above += 1;
-                high
-            }
-        })
+    /// An entry's sum, magnitude sum and slot.
+    fn unpack(&self, entry: u128) -> (f64, f64, usize) {
+        let sum = from_total_rank((entry >> 64) as u64);
+        let slot = entry as u64 as usize;
+        let abs = self.by_slot[slot].map_or(f64::INFINITY, |(_, abs)| abs);
+        (sum, abs, slot)
     }
+}
+
+/// The number of leading entries of `sorted` for which `below` holds
+/// (those come first), as [`slice::partition_point`] finds it, but
+/// searched from `hint` outward: the cost grows with the distance from
+/// the hint, not with the length.
+fn partition_near(sorted: &[u128], hint: usize, below: impl Fn(&u128) -> bool) -> usize {
+    let (mut low, mut high) = (hint.min(sorted.len()), hint.min(sorted.len()));
+    // Widen [low, high) until every entry before `low` is below and none
+    // from `high` on is.
+    let mut step = 1;
+    while low > 0 && !below(&sorted[low - 1]) {
+        low = low.saturating_sub(step);
+        step *= 2;
+    }
+    step = 1;
+    while high < sorted.len() && below(&sorted[high]) {
+        high = (high + step).min(sorted.len());
+        step *= 2;
+    }
+    low + sorted[low..high].partition_point(below)
+}
+
+/// An index entry: the sum's rank in the total order, then the slot.
+fn pack(sum: f64, slot: usize) -> u128 {
+    (u128::from(total_rank(sum)) << 64) | slot as u128
+}
+
+/// The position of `x` in the IEEE total order of doubles (the order of
+/// [`f64::total_cmp`]) as an unsigned integer: negative numbers have all
+/// bits flipped, others only the sign bit.
+fn total_rank(x: f64) -> u64 {
+    let bits = x.to_bits();
+    if bits >> 63 == 1 {
+        !bits
+    } else {
+        bits | 1 << 63
+    }
+}
+
+/// The double of a [`total_rank`].
+fn from_total_rank(rank: u64) -> f64 {
+    f64::from_bits(if rank >> 63 == 1 { rank & !(1 << 63) } else { !rank })
 }
 
 impl Detector for KnnDetector {
@@ -230,7 +314,7 @@ impl Detector for KnnDetector {
             return 0.0;
         }
         self.recent.push(value);
-        self.sum_block();
+        self.sum_newest_block();
         self.seen += 1;
         if !self.recent.is_full() {
             self.min = self.min.min(value);
@@ -272,52 +356,161 @@ mod tests {
         best / blocks as f64
     }
 
-    #[test]
-    fn pictures_are_the_block_means_of_the_recent_samples_bit_for_bit() {
-        let mut noise = Noise::new(13);
-        // (blocks, block)
-        let cases = [(5, 4), (5, 16), (3, 7), (1, 1), (2, 48)];
-        for (blocks, block) in cases {
-            let config = KnnConfig { blocks, block, ..KnnConfig::default() };
-            let mut knn = KnnDetector::new(config);
-            for i in 0..600 {
-                let value = noise.normal() * 1e3 + f64::from(i % 37);
-                knn.score(0, value);
-                if !knn.recent.is_full() {
-                    continue;
+    /// The picture summed block by block from the recent samples.
+    fn drawn_directly(knn: &KnnDetector) -> Vec<f64> {
+        let (blocks, block) = (knn.config.blocks, knn.config.block);
+        (0..blocks)
+            .map(|b| {
+                let mut sum = 0.0;
+                for i in 0..block {
+                    sum += knn.recent.lag((blocks - 1 - b) * block + i).unwrap();
                 }
-                for (b, &drawn) in knn.picture.iter().enumerate() {
-                    let mut sum = 0.0;
-                    for i in 0..block {
-                        sum += knn.recent.lag((blocks - 1 - b) * block + i).unwrap();
+                sum / block as f64
+            })
+            .collect()
+    }
+
+    /// Series that stress the search and the sums: (case, series).
+    fn cases() -> Vec<(&'static str, Vec<f64>)> {
+        let mut noise = Noise::new(11);
+        let mut cases: Vec<(&str, Vec<f64>)> = vec![
+            ("noise", (0..3_000).map(|_| noise.normal()).collect()),
+            ("cycle", (0..3_000).map(|i| f64::from(i % 50) + noise.uniform()).collect()),
+            ("level 1e9", (0..3_000).map(|_| 1e9 + noise.normal() * 1e-3).collect()),
+            ("steps", (0..3_000).map(|i| f64::from(i / 300 % 3)).collect()),
+            ("huge", (0..3_000).map(|_| noise.normal() * 1e300).collect()),
+            ("tiny", (0..3_000).map(|_| noise.normal() * 1e-300).collect()),
+            ("subnormal", (0..3_000).map(|_| noise.normal() * 5e-324).collect()),
+            ("extremes", (0..3_000).map(|i| [f64::MAX, -f64::MAX][i % 2]).collect()),
+            ("flat", vec![7.5; 3_000]),
+        ];
+        let mut gappy: Vec<f64> = (0..3_000).map(|i| f64::from(i % 97).sqrt()).collect();
+        gappy.iter_mut().step_by(7).for_each(|x| *x = f64::NAN);
+        gappy.iter_mut().skip(3).step_by(11).for_each(|x| *x = f64::INFINITY);
+        cases.push(("nan and inf", gappy));
+        cases
+    }
+
+    #[test]
+    fn the_ordered_search_finds_what_a_full_scan_finds() {
+        for (case, series) in cases() {
+            for block in [4, 16] {
+                let config = KnnConfig { memory: 200, block, ..KnnConfig::default() };
+                let mut knn = KnnDetector::new(config);
+                for (i, &value) in series.iter().enumerate() {
+                    knn.score(0, value);
+                    if knn.stored > 0 && knn.recent.is_full() {
+                        let (fast, full) = (knn.nearest(), scanned(&knn));
+                        assert_eq!(
+                            fast.to_bits(),
+                            full.to_bits(),
+                            "{case}/{block} at {i}"
+                        );
                     }
-                    let direct = sum / block as f64;
-                    assert_eq!(drawn.to_bits(), direct.to_bits(), "{blocks}x{block}");
                 }
             }
         }
     }
 
     #[test]
-    fn the_ordered_search_finds_what_a_full_scan_finds() {
-        let mut noise = Noise::new(11);
-        // (case, series)
-        let cases: [(&str, Vec<f64>); 5] = [
-            ("noise", (0..3_000).map(|_| noise.normal()).collect()),
-            ("cycle", (0..3_000).map(|i| f64::from(i % 50) + noise.uniform()).collect()),
-            ("level 1e9", (0..3_000).map(|_| 1e9 + noise.normal() * 1e-3).collect()),
-            ("steps", (0..3_000).map(|i| f64::from(i / 300 % 3)).collect()),
-            ("huge", (0..3_000).map(|_| noise.normal() * 1e300).collect()),
-        ];
-        for (case, series) in cases {
-            let config = KnnConfig { memory: 200, ..KnnConfig::default() };
-            let mut knn = KnnDetector::new(config);
-            for (i, &value) in series.iter().enumerate() {
-                knn.score(0, value);
-                if knn.stored > 0 && knn.recent.is_full() {
-                    let (fast, full) = (knn.nearest(), scanned(&knn));
-                    assert_eq!(fast.to_bits(), full.to_bits(), "{case} at {i}");
+    fn pictures_from_rolling_block_sums_equal_direct_sums() {
+        for (case, series) in cases() {
+            for (blocks, block) in [(5, 4), (5, 16), (1, 1), (3, 7)] {
+                let config = KnnConfig { blocks, block, ..KnnConfig::default() };
+                let mut knn = KnnDetector::new(config);
+                for (i, &value) in series.iter().enumerate() {
+                    knn.score(0, value);
+                    if knn.recent.is_full() {
+                        let direct = drawn_directly(&knn);
+                        let bits =
+                            |p: &[f64]| p.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                        assert_eq!(
+                            bits(&knn.picture),
+                            bits(&direct),
+                            "{case}/{block} at {i}"
+                        );
+                    }
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn the_index_stays_sorted_by_sum_then_slot() {
+        let mut noise = Noise::new(3);
+        let keys = [0.0, -0.0, 1.0, 1.0, f64::NAN, f64::INFINITY, -f64::INFINITY, 2.5];
+        let mut index = SumIndex::new(9);
+        for step in 0..2_000 {
+            let slot = noise.below(9) as usize;
+            let sum = if step % 3 == 0 {
+                keys[noise.below(keys.len() as u64) as usize]
+            } else {
+                noise.normal()
+            };
+            index.replace(slot, sum, sum.abs());
+            let mut expected: Vec<(f64, f64, usize)> = (0..9)
+                .filter_map(|k| index.by_slot[k].map(|(sum, abs)| (sum, abs, k)))
+                .collect();
+            expected.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.2.cmp(&b.2)));
+            let held: Vec<(f64, f64, usize)> =
+                index.sorted.iter().map(|&entry| index.unpack(entry)).collect();
+            let bits = |v: &[(f64, f64, usize)]| {
+                v.iter().map(|e| (e.0.to_bits(), e.1.to_bits(), e.2)).collect::<Vec<_>>()
+            };
+            assert_eq!(bits(&held), bits(&expected), "step {step}");
+        }
+    }
+
+    #[test]
+    fn searching_near_a_hint_finds_the_partition_point() {
+        let mut noise = Noise::new(5);
+        for len in [0_usize, 1, 2, 3, 7, 64, 1_000] {
+            let mut sorted: Vec<u128> =
+                (0..len).map(|_| u128::from(noise.below(50))).collect();
+            sorted.sort_unstable();
+            for target in 0..52 {
+                let expected = sorted.partition_point(|&x| x < target);
+                for hint in [0, 1, len / 3, len / 2, len.saturating_sub(1), len, len + 5]
+                {
+                    let found = partition_near(&sorted, hint, |&x| x < target);
+                    assert_eq!(
+                        found, expected,
+                        "len {len}, target {target}, hint {hint}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn total_ranks_follow_the_total_order_and_round_trip() {
+        let mut values = vec![
+            f64::NEG_INFINITY,
+            -f64::MAX,
+            -1.5,
+            -f64::MIN_POSITIVE,
+            -5e-324,
+            -0.0,
+            0.0,
+            5e-324,
+            f64::MIN_POSITIVE,
+            1.0,
+            f64::MAX,
+            f64::INFINITY,
+            f64::NAN,
+            -f64::NAN,
+            f64::from_bits(0x7ff0_0000_0000_0001),
+            f64::from_bits(0xfff8_0000_0000_0001),
+        ];
+        let mut noise = Noise::new(8);
+        values.extend(
+            (0..500).map(|_| noise.normal() * 10f64.powi(noise.below(600) as i32 - 300)),
+        );
+        for &x in &values {
+            assert_eq!(from_total_rank(total_rank(x)).to_bits(), x.to_bits(), "{x}");
+            for &y in &values {
+                let by_rank = total_rank(x).cmp(&total_rank(y));
+                assert_eq!(by_rank, x.total_cmp(&y), "{x} {y}");
             }
         }
     }

@@ -298,6 +298,56 @@ mod tests {
         }
     }
 
+    /// A fingerprint of every score's bits, in order.
+    fn fingerprint(scores: &[f64]) -> u64 {
+        scores.iter().fold(0xcbf2_9ce4_8422_2325, |hash, score| {
+            (hash ^ score.to_bits()).wrapping_mul(0x0000_0100_0000_01b3)
+        })
+    }
+
+    /// Long series of many shapes and magnitudes, joined.
+    fn mixed_series() -> Vec<f64> {
+        let mut noise = Noise::new(17);
+        let mut series = Vec::new();
+        for i in 0..6_000 {
+            let phase = f64::from(i % 288) / 288.0;
+            let spike = if i % 1_000 == 999 { 5.0 } else { 0.0 };
+            series.push(50.0 + 40.0 * phase * (1.0 - phase) + noise.uniform() + spike);
+        }
+        series.extend((0..3_000).map(|i| f64::from(i / 400 % 3) + 1e-3 * noise.normal()));
+        series.extend((0..3_000).map(|_| noise.normal() * 1e300));
+        series.extend((0..3_000).map(|i| f64::from(i % 60).sqrt() * 1e-300));
+        series.extend((0..3_000).map(|i| match i % 13 {
+            0 => f64::NAN,
+            5 => f64::INFINITY,
+            _ => 1e9 + noise.normal(),
+        }));
+        series.extend((0..1_000).map(|i| [f64::MAX, -f64::MAX, 0.0][i % 3]));
+        series.extend(noisy(3_000, 5));
+        series
+    }
+
+    /// Fingerprints of every named detector's scores on [`mixed_series`],
+    /// pinned: `engine/1` replays its insights from these scores.
+    const PINNED: [(&str, u64); 7] = [
+        ("ensemble", 0xd609_6c63_d32b_7f00),
+        ("combo", 0xcff5_7f22_d5f2_a1df),
+        ("combo-mute", 0xd152_a585_0d42_0ad5),
+        ("knn-rel", 0xde8d_8e2e_a3bd_cc25),
+        ("knn", 0x75e2_52d9_03cf_e362),
+        ("record", 0x6717_a16c_ebe3_d08e),
+        ("robust", 0x521f_2017_0b37_72d1),
+    ];
+
+    #[test]
+    fn scores_are_pinned_bit_for_bit() {
+        let series = mixed_series();
+        for (name, pinned) in PINNED {
+            let print = fingerprint(&scores(name, &series));
+            assert_eq!(print, pinned, "{name}: {print:#018x}");
+        }
+    }
+
     #[test]
     fn the_ensemble_alarms_once_on_a_swinging_stretch() {
         // Noise, then 40 samples swinging by this many noise deviations

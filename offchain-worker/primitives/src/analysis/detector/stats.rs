@@ -34,7 +34,10 @@ impl Ring {
     pub fn push(&mut self, value: f64) -> Option<f64> {
         let dropped = self.is_full().then(|| self.values[self.next]);
         self.values[self.next] = value;
-        self.next = (self.next + 1) % self.values.len();
+        self.next += 1;
+        if self.next == self.values.len() {
+            self.next = 0;
+        }
         self.len = (self.len + 1).min(self.values.len());
         dropped
     }
@@ -42,9 +45,20 @@ impl Ring {
     /// The sample `lag` pushes ago (0 is the newest), if held.
     pub fn lag(&self, lag: usize) -> Option<f64> {
         (lag < self.len).then(|| {
+            // `next + cap - 1 - lag` is below `2 * cap` as `lag < len <= cap`.
             let cap = self.values.len();
-            self.values[(self.next + cap - 1 - lag) % cap]
+            let at = self.next + cap - 1 - lag;
+            self.values[if at >= cap { at - cap } else { at }]
         })
+    }
+
+    /// The latest `count` samples, newest first (fewer if fewer are held).
+    pub fn newest(&self, count: usize) -> impl Iterator<Item = f64> + '_ {
+        // While the ring is not full, `next == len` and the samples are
+        // `values[..len]`; once full, the older ones continue from the end.
+        let (recent, older) = self.values.split_at(self.next);
+        let older = if self.is_full() { older } else { &[] };
+        recent.iter().rev().chain(older.iter().rev()).copied().take(count)
     }
 
     /// The held samples in storage order (not time order).
@@ -200,6 +214,25 @@ mod tests {
         let lags: Vec<_> = (0..4).map(|l| ring.lag(l)).collect();
         assert_eq!(lags, [Some(5.0), Some(4.0), Some(3.0), None]);
         assert_eq!(ring.as_slice().len(), 3);
+    }
+
+    #[test]
+    fn newest_lists_the_latest_samples_as_lag_does() {
+        for capacity in [1, 2, 3, 5, 16] {
+            let mut ring = Ring::new(capacity);
+            for i in 0..40 {
+                for count in 0..=capacity + 1 {
+                    let newest: Vec<f64> = ring.newest(count).collect();
+                    let lagged: Vec<f64> =
+                        (0..count).map_while(|l| ring.lag(l)).collect();
+                    assert_eq!(
+                        newest, lagged,
+                        "capacity {capacity}, {i} pushed, {count}"
+                    );
+                }
+                ring.push(f64::from(i));
+            }
+        }
     }
 
     #[test]

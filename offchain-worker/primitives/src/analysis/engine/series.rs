@@ -126,6 +126,7 @@ impl Series {
         if (self.trend.len()) < cx.config.min_samples {
             return;
         }
+        let first = out.len();
         let warm = self.samples >= cx.config.anomaly_warm_up as u64;
         if let Some(severity) = severity(cx.config, score).filter(|_| warm) {
             out.push(self.anomaly(cx, sample, score, severity));
@@ -137,6 +138,19 @@ impl Series {
             if let Some(forecast) = self.forecaster.forecast() {
                 out.push(self.prediction(cx, sample, forecast));
             }
+        }
+        self.record_inputs(cx, &mut out[first..]);
+    }
+
+    /// Sets the provenance of this sample's insights, all of which were
+    /// computed from the same window.
+    fn record_inputs(&self, cx: &Context<'_>, drafts: &mut [InsightDraft]) {
+        if let Some((last, others)) = drafts.split_last_mut() {
+            let provenance = self.provenance(cx);
+            for draft in others {
+                draft.provenance.clone_from(&provenance);
+            }
+            last.provenance = provenance;
         }
     }
 
@@ -182,12 +196,12 @@ impl Series {
 
     /// The window's events in order, as the provenance of an insight.
     fn provenance(&self, cx: &Context<'_>) -> Option<Provenance> {
-        let cap = self.ids.len() as u64;
-        let len = self.trend.len() as u64;
-        let first = self.samples - len;
-        let mut digest = InputDigest::default();
-        for (k, value) in (first..self.samples).zip(self.trend.ordered()) {
-            let slot = (k % cap) as usize;
+        let cap = self.ids.len();
+        let len = self.trend.len();
+        let first = ((self.samples - len as u64) % cap as u64) as usize;
+        let slots = (first..cap).chain(0..first);
+        let mut digest = InputDigest::with_capacity(len);
+        for (slot, value) in slots.zip(self.trend.ordered()) {
             digest.push(self.ids[slot], self.times[slot], value);
         }
         digest.finish(&format!("{}/{}", cx.stream, cx.name), cx.config_digest)
@@ -329,7 +343,7 @@ impl Series {
             confidence: saturate(confidence).clamp(0.0, 1.0),
             summary,
             data,
-            provenance: self.provenance(cx),
+            provenance: None,
         }
     }
 }

@@ -224,6 +224,36 @@ fn insights_record_their_inputs() {
 }
 
 #[test]
+fn every_insight_records_the_window_it_was_computed_from() {
+    // (case, window, values): predictions at every sample, so that
+    // trends and anomalies share their sample with one.
+    let mut noise = Noise::new(6);
+    let mut spiky = noisy(1_500, 7);
+    spiky.iter_mut().step_by(97).for_each(|x| *x += 30.0);
+    let cases: [(&str, usize, Vec<f64>); 3] = [
+        ("spikes", 256, spiky),
+        ("trends", 64, (0..1_500).map(|i| f64::from(i % 300) + noise.normal()).collect()),
+        ("tiny", 100, (0..1_500).map(|i| 1e-300 * f64::from(i % 40)).collect()),
+    ];
+    for (case, window, values) in cases {
+        let config =
+            AnalysisConfig { window, forecast_every: 1, ..AnalysisConfig::default() };
+        let out = run(config.clone(), &series(&values));
+        let shared = out.windows(2).filter(|pair| pair[0].0 == pair[1].0).count();
+        assert!(shared > 0, "{case}: no sample with two insights");
+        for (at, draft) in &out {
+            let first = (at + 1).saturating_sub(window);
+            let mut digest = InputDigest::default();
+            for (i, v) in values.iter().enumerate().take(at + 1).skip(first) {
+                digest.push(i as i64 + 1, i as i64 * MINUTE, *v);
+            }
+            let expected = digest.finish("redis:system_metrics/m", config.digest());
+            assert_eq!(draft.provenance, expected, "{case} at {at}: {:?}", draft.kind);
+        }
+    }
+}
+
+#[test]
 fn activity_and_business_insights_keep_their_figures_and_record_inputs() {
     let user = |i: i64| {
         Event::User(crate::event::UserEvent {
