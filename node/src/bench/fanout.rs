@@ -225,7 +225,9 @@ pub async fn clients(args: &FanoutClientArgs) -> anyhow::Result<()> {
     let stop = CancellationToken::new();
     let gate = Arc::new(tokio::sync::Semaphore::new(256));
     for _ in 0..args.clients {
-        let (url, stop, gate) = (args.url.clone(), stop.clone(), gate.clone());
+        // A token of its own: ten thousand waiters on one token would
+        // contend for its lock on every read.
+        let (url, stop, gate) = (args.url.clone(), stop.child_token(), gate.clone());
         let expected = args.expected;
         tasks.push(tokio::spawn(async move { follow(url, expected, stop, gate).await }));
     }
@@ -294,9 +296,11 @@ async fn follow(
 
     let mut tally = Tally::default();
     let mut pongs = Vec::new();
+    let stop = stop.cancelled_owned();
+    tokio::pin!(stop);
     loop {
         let open = tokio::select! {
-            () = stop.cancelled() => return Ok(tally),
+            () = &mut stop => return Ok(tally),
             open = socket.fill() => open,
         };
         if !matches!(open, Ok(true)) {

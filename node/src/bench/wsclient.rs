@@ -109,15 +109,14 @@ impl Client {
     }
 }
 
+/// Appends what one `read` returns to `buffer`, into spare capacity (no
+/// zeroing) of at least [`READ_CHUNK`] bytes.
 async fn read_more(
     stream: &mut TcpStream,
     buffer: &mut Vec<u8>,
 ) -> std::io::Result<usize> {
-    let filled = buffer.len();
-    buffer.resize(filled + READ_CHUNK, 0);
-    let read = stream.read(&mut buffer[filled..]).await;
-    buffer.truncate(filled + *read.as_ref().unwrap_or(&0));
-    read
+    buffer.reserve(READ_CHUNK);
+    stream.read_buf(buffer).await
 }
 
 /// Checks a `101 Switching Protocols` answer and its accept key.
