@@ -27,13 +27,23 @@ pub struct ThroughputArgs {
     /// Also time this detector alone (`combo`, `knn-rel`, ...).
     #[arg(long)]
     pub detector: Option<String>,
+    /// The engine's detector (`analysis.detector`); default that of the
+    /// default configuration.
+    #[arg(long)]
+    pub engine_detector: Option<String>,
 }
 
 /// Runs the timings and prints samples per second.
 pub fn run(args: &ThroughputArgs) -> anyhow::Result<()> {
     let series = synthetic(args.samples);
-    let config = AnalysisConfig { window: args.window, ..AnalysisConfig::default() };
-    config.validate().map_err(|e| anyhow::anyhow!("--window: {e}"))?;
+    let mut config = AnalysisConfig { window: args.window, ..AnalysisConfig::default() };
+    if let Some(name) = &args.engine_detector {
+        config.detector.clone_from(name);
+    }
+    config
+        .validate()
+        .map_err(|e| anyhow::anyhow!("--window or --engine-detector: {e}"))?;
+    println!("engine detector: {}", config.detector);
 
     let (seconds, insights) = time_series(&config, &series);
     print_rate("engine series (anomaly, trend, forecast)", args, seconds, insights);
