@@ -50,6 +50,8 @@ pub const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
 const READ_BUFFER: usize = 4 * 1024;
 /// Bytes gathered before a write reaches the socket; a flush sends less.
 const WRITE_BUFFER: usize = 16 * 1024;
+/// Most broadcasts handed over in one delivery.
+const MAX_DELIVERY: usize = 4096;
 /// Most queued batches written with one flush.
 const MAX_WRITE_BATCHES: usize = 64;
 /// Most bytes a connection may hold unwritten before a write fails.
@@ -234,7 +236,7 @@ impl WsHub {
                     }
                 }
             }
-            while !gathered.complete() {
+            while !gathered.complete() && gathered.messages.len() < MAX_DELIVERY {
                 match hub.try_recv() {
                     Ok(message) => gathered.messages.push(message),
                     Err(broadcast::error::TryRecvError::Empty) => break,
