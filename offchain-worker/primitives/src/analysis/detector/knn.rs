@@ -130,7 +130,7 @@ impl KnnDetector {
         let split = self.index.split_point(sum);
         let mut best = f64::INFINITY;
         let mut visit = |&entry: &u128| {
-            let (key, key_abs, slot) = self.index.unpack(entry);
+            let (key, key_abs, slot) = unpack(entry);
             let margin = 1e-12 * (abs + key_abs);
             if (key - sum).abs() - margin > best {
                 return false;
@@ -185,8 +185,10 @@ fn sums(picture: &[f64]) -> (f64, f64) {
 /// Remembered pictures ordered by their sums (in the IEEE total order),
 /// then by slot, with each slot's sum and magnitude sum.
 ///
-/// An entry packs the sum's rank in the total order (high 64 bits) with
-/// the slot (low 64 bits), so entries sort and compare as integers.
+/// An entry packs the sum's rank in the total order (high 64 bits), the
+/// slot (the next 32) and a power of two above the magnitude sum (the
+/// exponent, low 32), so entries sort and compare as integers and a search
+/// reads all it needs from the entry alone.
 ///
 /// Consecutive searches of one kind (for the current picture's sum, for
 /// the entry leaving, for the entry joining) land close together, as the
@@ -237,9 +239,9 @@ impl SumIndex {
     /// Puts `slot`'s new picture in place of its old one. Only the entries
     /// between the old place and the new one move.
     fn replace(&mut self, slot: usize, sum: f64, abs: f64) {
-        let entry = pack(sum, slot);
+        let entry = pack(sum, abs, slot);
         let old = self.by_slot[slot]
-            .and_then(|(old, _)| self.find(LEAVING, pack(old, slot)).ok());
+            .and_then(|(old, old_abs)| self.find(LEAVING, pack(old, old_abs, slot)).ok());
         self.by_slot[slot] = Some((sum, abs));
         // The new entry's place among all the others, the old one included.
         match (old, self.find(JOINING, entry)) {
@@ -254,14 +256,6 @@ impl SumIndex {
                 self.sorted[to] = entry;
             }
         }
-    }
-
-    /// An entry's sum, magnitude sum and slot.
-    fn unpack(&self, entry: u128) -> (f64, f64, usize) {
-        let sum = from_total_rank((entry >> 64) as u64);
-        let slot = entry as u64 as usize;
-        let abs = self.by_slot[slot].map_or(f64::INFINITY, |(_, abs)| abs);
-        (sum, abs, slot)
     }
 }
 
@@ -286,9 +280,23 @@ fn partition_near(sorted: &[u128], hint: usize, below: impl Fn(&u128) -> bool) -
     low + sorted[low..high].partition_point(below)
 }
 
-/// An index entry: the sum's rank in the total order, then the slot.
-fn pack(sum: f64, slot: usize) -> u128 {
-    (u128::from(total_rank(sum)) << 64) | slot as u128
+/// An index entry: the sum's rank in the total order, then the slot, then
+/// the exponent of a power of two above the magnitude sum `abs`.
+fn pack(sum: f64, abs: f64, slot: usize) -> u128 {
+    let slot = u32::try_from(slot).expect("a memory of fewer than 2^32 pictures");
+    // The biased exponent of |abs|, plus one: 2^(e + 1) exceeds every double
+    // of exponent e (subnormals included); 2048 stands for infinity and NaN.
+    let above = (abs.abs().to_bits() >> 52) + 1;
+    (u128::from(total_rank(sum)) << 64) | (u128::from(slot) << 32) | u128::from(above)
+}
+
+/// An entry's sum, a bound at or above its magnitude sum, and its slot.
+fn unpack(entry: u128) -> (f64, f64, usize) {
+    let sum = from_total_rank((entry >> 64) as u64);
+    let slot = (entry >> 32) as u32 as usize;
+    let above = entry as u32 as u64;
+    let bound = if above >= 0x7ff { f64::INFINITY } else { f64::from_bits(above << 52) };
+    (sum, bound, slot)
 }
 
 /// The position of `x` in the IEEE total order of doubles (the order of
@@ -453,11 +461,16 @@ mod tests {
                 .collect();
             expected.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.2.cmp(&b.2)));
             let held: Vec<(f64, f64, usize)> =
-                index.sorted.iter().map(|&entry| index.unpack(entry)).collect();
-            let bits = |v: &[(f64, f64, usize)]| {
-                v.iter().map(|e| (e.0.to_bits(), e.1.to_bits(), e.2)).collect::<Vec<_>>()
+                index.sorted.iter().map(|&entry| unpack(entry)).collect();
+            let order = |v: &[(f64, f64, usize)]| {
+                v.iter().map(|e| (e.0.to_bits(), e.2)).collect::<Vec<_>>()
             };
-            assert_eq!(bits(&held), bits(&expected), "step {step}");
+            assert_eq!(order(&held), order(&expected), "step {step}");
+            for ((_, bound, _), (_, abs, _)) in held.iter().zip(&expected) {
+                let above = *bound >= *abs || abs.is_nan();
+                let tight = *bound <= 2.0 * abs || *abs < f64::MIN_POSITIVE;
+                assert!(above && (tight || bound.is_infinite()), "{abs} in {bound}");
+            }
         }
     }
 
