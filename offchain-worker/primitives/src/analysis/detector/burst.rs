@@ -62,12 +62,7 @@ impl BurstDetector {
 
     /// Mean of the held differences, summed oldest first.
     fn activity(&self) -> f64 {
-        let held = self.recent.len();
-        let mut sum = 0.0;
-        for lag in (0..held).rev() {
-            sum += self.recent.lag(lag).unwrap_or(0.0);
-        }
-        sum / held as f64
+        self.recent.sum_oldest_first() / self.recent.len() as f64
     }
 }
 

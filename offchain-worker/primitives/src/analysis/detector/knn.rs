@@ -99,7 +99,7 @@ impl KnnDetector {
     fn sum_newest_block(&mut self) {
         let block = self.config.block;
         if self.recent.len() >= block {
-            let sum = self.recent.newest(block).fold(0.0, |sum, x| sum + x);
+            let sum = self.recent.sum_newest(block);
             self.block_sums.push(sum);
         }
     }

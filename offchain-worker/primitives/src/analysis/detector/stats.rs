@@ -61,6 +61,34 @@ impl Ring {
         recent.iter().rev().chain(older.iter().rev()).copied().take(count)
     }
 
+    /// The sum of the latest `count` samples (fewer if fewer are held),
+    /// added to 0 newest first: `newest(count)` folded, with plain loops.
+    pub fn sum_newest(&self, count: usize) -> f64 {
+        let (recent, older) = self.values.split_at(self.next);
+        let older = if self.is_full() { older } else { &[] };
+        let from_recent = count.min(recent.len());
+        let mut sum = 0.0;
+        for &x in recent[recent.len() - from_recent..].iter().rev() {
+            sum += x;
+        }
+        let from_older = (count - from_recent).min(older.len());
+        for &x in older[older.len() - from_older..].iter().rev() {
+            sum += x;
+        }
+        sum
+    }
+
+    /// The sum of the held samples added to 0 oldest first.
+    pub fn sum_oldest_first(&self) -> f64 {
+        let (recent, older) = self.values.split_at(self.next);
+        let older = if self.is_full() { older } else { &[] };
+        let mut sum = 0.0;
+        for &x in older.iter().chain(recent) {
+            sum += x;
+        }
+        sum
+    }
+
     /// The held samples in storage order (not time order).
     pub fn as_slice(&self) -> &[f64] {
         &self.values[..self.len]
@@ -231,6 +259,30 @@ mod tests {
                     );
                 }
                 ring.push(f64::from(i));
+            }
+        }
+    }
+
+    #[test]
+    fn sums_add_in_time_order_as_the_lags_give_them() {
+        let mut noise = crate::analysis::testkit::Noise::new(21);
+        for capacity in [1, 2, 3, 5, 16, 48] {
+            let mut ring = Ring::new(capacity);
+            for i in 0..200 {
+                for count in 0..=capacity + 1 {
+                    let newest_first =
+                        (0..count).map_while(|l| ring.lag(l)).fold(0.0, |s, x| s + x);
+                    let got = ring.sum_newest(count);
+                    let at = format!("capacity {capacity}, {i} pushed, {count}");
+                    assert_eq!(got.to_bits(), newest_first.to_bits(), "{at}");
+                }
+                let oldest_first = (0..ring.len())
+                    .rev()
+                    .map_while(|l| ring.lag(l))
+                    .fold(0.0, |s, x| s + x);
+                let got = ring.sum_oldest_first();
+                assert_eq!(got.to_bits(), oldest_first.to_bits(), "{capacity}, {i}");
+                ring.push(noise.normal() * 10f64.powi(noise.below(40) as i32 - 20));
             }
         }
     }
