@@ -24,6 +24,9 @@ pub struct KnnConfig {
     pub memory: usize,
     /// A picture is remembered every this many samples. Default 2.
     pub stride: usize,
+    /// The nearest picture is searched every this many samples; the
+    /// samples between repeat the last score. Default 1.
+    pub every: usize,
     /// Samples before any score above 0. Default 150.
     pub warm_up: usize,
     /// Distance (in units of the value range) that scores one half.
@@ -33,7 +36,15 @@ pub struct KnnConfig {
 
 impl Default for KnnConfig {
     fn default() -> Self {
-        Self { blocks: 5, block: 4, memory: 1024, stride: 2, warm_up: 150, scale: 0.05 }
+        Self {
+            blocks: 5,
+            block: 4,
+            memory: 1024,
+            stride: 2,
+            every: 1,
+            warm_up: 150,
+            scale: 0.05,
+        }
     }
 }
 
@@ -59,6 +70,8 @@ pub struct KnnDetector {
     min: f64,
     max: f64,
     seen: usize,
+    /// The last score given.
+    last: f64,
 }
 
 impl Default for KnnDetector {
@@ -75,6 +88,7 @@ impl KnnDetector {
             block: config.block.max(1),
             memory: config.memory.max(1),
             stride: config.stride.max(1),
+            every: config.every.max(1),
             ..config
         };
         Self {
@@ -89,6 +103,7 @@ impl KnnDetector {
             min: f64::INFINITY,
             max: f64::NEG_INFINITY,
             seen: 0,
+            last: 0.0,
             config,
         }
     }
@@ -332,11 +347,14 @@ impl Detector for KnnDetector {
         self.draw();
 
         let range = self.max - self.min;
-        let score = if self.seen > self.config.warm_up && self.stored > 0 && range > 0.0 {
+        let score = if !self.seen.is_multiple_of(self.config.every) {
+            self.last
+        } else if self.seen > self.config.warm_up && self.stored > 0 && range > 0.0 {
             squash(self.nearest() / range / self.config.scale)
         } else {
             0.0
         };
+        self.last = score;
 
         self.min = self.min.min(value);
         self.max = self.max.max(value);
@@ -415,6 +433,36 @@ mod tests {
                             "{case}/{block} at {i}"
                         );
                     }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn searching_every_few_samples_repeats_the_scores_of_searched_samples() {
+        for (case, series) in cases() {
+            for every in [2, 3, 8] {
+                let config = KnnConfig { memory: 200, block: 16, ..KnnConfig::default() };
+                let mut always = KnnDetector::new(config);
+                let mut sometimes = KnnDetector::new(KnnConfig { every, ..config });
+                let mut searched = 0.0;
+                for (i, &value) in series.iter().enumerate() {
+                    let full = always.score(0, value);
+                    let seen_before = sometimes.seen;
+                    let got = sometimes.score(0, value);
+                    if sometimes.seen == seen_before {
+                        assert_eq!(got, 0.0, "{case}/{every} at {i}: not finite");
+                        continue;
+                    }
+                    if sometimes.seen.is_multiple_of(every) || !sometimes.recent.is_full()
+                    {
+                        searched = full;
+                    }
+                    assert_eq!(
+                        got.to_bits(),
+                        searched.to_bits(),
+                        "{case}/{every} at {i}"
+                    );
                 }
             }
         }
