@@ -252,11 +252,13 @@ fn batch_lines(batch: &BatchRow, members: &[&Stored], lines: &mut Vec<String>) -
         None => "root cannot be recomputed".to_owned(),
     };
     lines.push(format!(
-        "{} batch {} ({}, root {stored_root}): {} of {} insights match, {root_text}",
+        "{} batch {} ({}, root {stored_root}): {} of {} insights match \
+         ({} leaves with the manifest), {root_text}",
         if ok { "ok  " } else { "FAIL" },
         batch.id,
         batch.status,
         members.len() - differing.len(),
+        members.len(),
         batch.leaf_count,
     ));
     differing.iter().for_each(|s| lines.push(insight_line(s)));
