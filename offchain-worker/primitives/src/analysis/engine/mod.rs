@@ -98,17 +98,19 @@ impl EngineAnalyzer {
 
     /// Feeds one sample to its series; insights land in `self.drafts`.
     fn observe(&mut self, stream: &str, name: &str, sample: Sample) {
-        if !self.series.contains_key(name) {
-            self.series.insert(name.to_owned(), Series::new(&self.config));
-        }
-        let series = self.series.get_mut(name).expect("inserted above when absent");
         let cx = Context {
             config: &self.config,
             config_digest: self.config_digest,
             stream,
             name,
         };
+        if let Some(series) = self.series.get_mut(name) {
+            series.observe(&cx, sample, &mut self.drafts);
+            return;
+        }
+        let mut series = Series::new(&self.config);
         series.observe(&cx, sample, &mut self.drafts);
+        self.series.insert(name.to_owned(), series);
     }
 
     fn business(&mut self, id: i64, stream: &str, event: &BusinessEvent) -> Analysis {
