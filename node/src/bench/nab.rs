@@ -39,14 +39,10 @@ pub struct NabArgs {
 
 /// Runs the benchmark and prints the table.
 pub fn run(args: &NabArgs) -> anyhow::Result<()> {
-    let make = || detector::by_name(&args.detector);
-    if make().is_none() {
-        bail!(
-            "unknown detector {:?}; known: {}",
-            args.detector,
-            detector::NAMES.join(", ")
-        );
+    if let Err(reason) = detector::parse(&args.detector) {
+        bail!("--detector: {reason}");
     }
+    let make = || detector::by_name(&args.detector);
     let labels_path = args
         .labels
         .clone()

@@ -13,7 +13,7 @@ use analytics_primitives::analysis::{
     detector, AnalysisConfig, Analyzer, EngineAnalyzer, StoredEvent,
 };
 use analytics_primitives::event::{Event, SystemMetric};
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 
 /// Options of `analytics-node bench throughput`.
 #[derive(Debug, clap::Args)]
@@ -51,9 +51,8 @@ pub fn run(args: &ThroughputArgs) -> anyhow::Result<()> {
     print_rate("engine/1 analyser (with metric points)", args, seconds, insights);
 
     if let Some(name) = &args.detector {
-        let Some(mut detector) = detector::by_name(name) else {
-            bail!("unknown detector {name:?}; known: {}", detector::NAMES.join(", "));
-        };
+        let mut detector = detector::parse(name)
+            .map_err(|reason| anyhow::anyhow!("--detector: {reason}"))?;
         let started = Instant::now();
         let mut alarms = 0;
         for (i, &value) in series.iter().enumerate() {

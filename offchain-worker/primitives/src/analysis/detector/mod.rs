@@ -64,16 +64,39 @@ pub const NAMES: [&str; 7] =
 
 /// A fresh detector from a specification: a name from [`NAMES`],
 /// optionally followed by `@key=value,...` overrides of its numeric
-/// settings (`knn@blocks=6,scale=0.1`). `None` for an unknown name or key
-/// or an unreadable value.
+/// settings (`knn@blocks=6,scale=0.1`). `None` for a specification that
+/// [`parse`] refuses.
 pub fn by_name(spec: &str) -> Option<Box<dyn Detector>> {
+    parse(spec).ok()
+}
+
+/// Most blocks per picture an override may set.
+const MAX_BLOCKS: usize = 64;
+/// Most pictures remembered an override may set.
+const MAX_MEMORY: usize = 65_536;
+/// The largest other count (samples per block, stride, hold, ...) an
+/// override may set.
+const MAX_COUNT: usize = 4_096;
+
+/// [`by_name`], or why the specification is refused: an unknown name or
+/// key, a value that is not a number, a count that is not a whole number
+/// within its limit, or a setting that is not finite.
+pub fn parse(spec: &str) -> Result<Box<dyn Detector>, String> {
     let (name, overrides) = spec.split_once('@').unwrap_or((spec, ""));
     let mut settings = Settings::default();
-    for pair in overrides.split(',').filter(|p| !p.is_empty()) {
-        let (key, value) = pair.split_once('=')?;
-        settings.set(key.trim(), value.trim().parse().ok()?)?;
+    for pair in overrides.split(',').filter(|p| !p.trim().is_empty()) {
+        let Some((key, value)) = pair.split_once('=') else {
+            return Err(format!("override `{}` is not `key=value`", pair.trim()));
+        };
+        let (key, value) = (key.trim(), value.trim());
+        let number: f64 = value
+            .parse()
+            .map_err(|_| format!("override `{key}`: `{value}` is not a number"))?;
+        settings.set(key, number)?;
     }
-    settings.build(name)
+    settings
+        .build(name)
+        .ok_or_else(|| format!("unknown detector `{name}`; known: {}", NAMES.join(", ")))
 }
 
 /// Decay per sample of the record of `knn-rel` and `combo`.
@@ -131,33 +154,47 @@ struct Settings {
 }
 
 impl Settings {
-    fn set(&mut self, key: &str, value: f64) -> Option<()> {
+    fn set(&mut self, key: &str, value: f64) -> Result<(), String> {
+        if !value.is_finite() {
+            return Err(format!("override `{key}`: must be finite"));
+        }
+        let limit = match key {
+            "blocks" => MAX_BLOCKS,
+            "memory" | "third_memory" => MAX_MEMORY,
+            _ => MAX_COUNT,
+        };
         let count = value as usize;
+        let whole = value >= 0.0 && value.fract() == 0.0 && count <= limit;
+        let count = || {
+            whole.then_some(count).ok_or_else(|| {
+                format!("override `{key}`: must be a whole number from 0 to {limit}")
+            })
+        };
         match key {
-            "blocks" => self.knn.blocks = count,
-            "block" => self.knn.block = count,
-            "memory" => self.knn.memory = count,
-            "stride" => self.knn.stride = count,
-            "every" => self.knn.every = count,
-            "warm_up" => self.knn.warm_up = count,
+            "blocks" => self.knn.blocks = count()?,
+            "block" => self.knn.block = count()?,
+            "memory" => self.knn.memory = count()?,
+            "stride" => self.knn.stride = count()?,
+            "every" => self.knn.every = count()?,
+            "warm_up" => self.knn.warm_up = count()?,
             "scale" => self.knn.scale = value,
             "decay" => self.decay = Some(value),
             "floor" => self.floor = Some(value),
-            "smooth" => self.smooth = Some(count),
-            "hold" => self.hold = Some(count),
-            "coarse" => self.coarse = Some(count),
-            "third" => self.third = Some(count),
-            "mute" => self.mute = Some(count),
-            "third_stride" => self.third_stride = Some(count),
-            "third_every" => self.third_every = Some(count),
-            "third_memory" => self.third_memory = Some(count),
+            "smooth" => self.smooth = Some(count()?),
+            "hold" => self.hold = Some(count()?),
+            "coarse" => self.coarse = Some(count()?),
+            "third" => self.third = Some(count()?),
+            "mute" => self.mute = Some(count()?),
+            "third_stride" => self.third_stride = Some(count()?),
+            "third_every" => self.third_every = Some(count()?),
+            "third_memory" => self.third_memory = Some(count()?),
             "third_floor" => self.third_floor = Some(value),
-            "burst_window" => self.burst.window = count,
+            "burst_window" => self.burst.window = count()?,
             "burst_alpha" => self.burst.alpha = value,
             "burst_floor" => self.burst_floor = Some(value),
-            _ => return None,
+            _ => return Err(format!("unknown setting `{key}` in an override")),
         }
-        Some(())
+        Ok(())
     }
 
     fn build(self, name: &str) -> Option<Box<dyn Detector>> {
@@ -255,12 +292,38 @@ mod tests {
             ("knn-rel@decay=0.999", true),
             ("knn@colour=3", false),
             ("knn@blocks=x", false),
+            ("knn@blocks", false),
+            ("knn@blocks=2.5", false),
+            ("knn@blocks=-1", false),
+            ("knn@blocks=65", false),
+            ("knn@memory=65536", true),
+            ("knn@memory=1e12", false),
+            ("knn@scale=inf", false),
+            ("knn@scale=NaN", false),
+            ("ensemble@third_every=4096", true),
+            ("ensemble@third_every=4097", false),
             ("nope", false),
         ];
         for (spec, accepted) in cases {
             assert_eq!(by_name(spec).is_some(), accepted, "{spec}");
         }
         assert!(NAMES.iter().all(|name| by_name(name).is_some()));
+    }
+
+    #[test]
+    fn refusals_say_why() {
+        let cases = [
+            ("nope", "unknown detector `nope`; known: ensemble, combo"),
+            ("knn@colour=3", "unknown setting `colour`"),
+            ("knn@blocks=x", "override `blocks`: `x` is not a number"),
+            ("knn@blocks", "override `blocks` is not `key=value`"),
+            ("knn@memory=1e12", "`memory`: must be a whole number from 0 to 65536"),
+            ("knn@scale=inf", "override `scale`: must be finite"),
+        ];
+        for (spec, reason) in cases {
+            let refused = parse(spec).err().unwrap_or_default();
+            assert!(refused.contains(reason), "{spec}: {refused}");
+        }
     }
 
     #[test]

@@ -129,9 +129,9 @@ impl AnalysisConfig {
         check((8..=self.window).contains(&self.min_samples), "min_samples", || {
             "must be between 8 and `window`".into()
         })?;
-        check(detector::by_name(&self.detector).is_some(), "detector", || {
-            format!("must be one of {}", detector::NAMES.join(", "))
-        })?;
+        if let Err(reason) = detector::parse(&self.detector) {
+            return Err(ConfigError { field: "detector", reason });
+        }
         check(self.anomaly_warm_up >= self.min_samples, "anomaly_warm_up", || {
             "must be at least `min_samples`".into()
         })?;
