@@ -22,6 +22,8 @@ pub struct Relative<D> {
     record: f64,
     /// Strengths averaged before the comparison.
     recent: Ring,
+    /// How many (the ring's capacity).
+    smooth: usize,
     /// Samples an alarm (a score above one half) mutes the output for.
     hold: usize,
     muted: usize,
@@ -33,11 +35,16 @@ impl<D: Detector> Relative<D> {
     /// The strength compared is the mean of the last `smooth` ones, and
     /// after a score above one half the output is 0 for `hold` samples.
     pub fn new(inner: D, decay: f64, floor: f64, smooth: usize, hold: usize) -> Self {
+        let smooth = smooth.max(1);
         let recent = Ring::new(smooth);
-        Self { inner, decay, floor, record: floor, recent, hold, muted: 0 }
+        Self { inner, decay, floor, record: floor, recent, smooth, hold, muted: 0 }
     }
 
     fn smoothed(&mut self, strength: f64) -> f64 {
+        if self.smooth == 1 {
+            // The mean of one non-negative strength is itself, bit for bit.
+            return strength;
+        }
         self.recent.push(strength);
         let held = self.recent.as_slice();
         held.iter().sum::<f64>() / held.len() as f64
