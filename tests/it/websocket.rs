@@ -123,7 +123,7 @@ async fn subscribers_get_only_their_channels_and_errors_get_replies() -> anyhow:
 async fn a_client_that_stops_reading_is_dropped_and_others_keep_receiving(
 ) -> anyhow::Result<()> {
     let options = NodeOptions {
-        config_toml: Some("[server]\nws_queue_capacity = 1024\n".into()),
+        config_toml: Some("[server]\nws_queue_capacity = 4096\n".into()),
         ..NodeOptions::default()
     };
     let node = Node::launch(options).await?;
@@ -136,11 +136,23 @@ async fn a_client_that_stops_reading_is_dropped_and_others_keep_receiving(
         expect_type(socket, "subscribed").await?;
     }
 
-    // About 30 MB of updates: far more than socket buffers hold.
+    // About 30 MB of updates, far more than socket buffers and a queue of
+    // 4096 hold, at 5000 a second: a pace the reader keeps up with.
     const COUNT: usize = 20_000;
+    const CHUNK: usize = 250;
     let channel = node.channels.metrics.clone();
     let producer = tokio::spawn(async move {
-        publish(&mut redis, &channel, (0..COUNT).map(|i| metric(i, 1500))).await
+        let mut pace = tokio::time::interval(Duration::from_millis(50));
+        for first in (0..COUNT).step_by(CHUNK) {
+            pace.tick().await;
+            publish(
+                &mut redis,
+                &channel,
+                (first..first + CHUNK).map(|i| metric(i, 1500)),
+            )
+            .await?;
+        }
+        anyhow::Ok(())
     });
 
     let mut received = 0;
@@ -148,7 +160,7 @@ async fn a_client_that_stops_reading_is_dropped_and_others_keep_receiving(
         let update = next_json(&mut reader, Duration::from_secs(30)).await?;
         let update =
             update.ok_or_else(|| anyhow::anyhow!("reader starved after {received}"))?;
-        assert_eq!(update["type"], "dashboard_update");
+        assert_eq!(update["type"], "dashboard_update", "{update}");
         assert_eq!(
             update["data"]["value"].as_f64(),
             Some(received as f64),
