@@ -851,6 +851,22 @@ impl Store {
         Ok(id)
     }
 
+    /// Whether a status change to `status` of the batch is recorded.
+    pub async fn has_anchor_event(
+        &self,
+        batch_id: i64,
+        status: &str,
+    ) -> Result<bool, WorkerError> {
+        let found = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM anchor_events WHERE batch_id = $1 AND status = $2)",
+        )
+        .bind(batch_id)
+        .bind(status)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(found)
+    }
+
     /// Anchoring status changes after a position, oldest first.
     pub async fn anchor_events_after(
         &self,

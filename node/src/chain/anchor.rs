@@ -89,6 +89,7 @@ impl AnchorManager {
     pub async fn run(mut self, shutdown: CancellationToken) {
         let tick = Duration::from_millis(self.config.interval_ms.clamp(50, 1000));
         let mut last_batch = Instant::now();
+        let mut announced = None;
         let mut lock = AnchorLock::default();
         loop {
             let new_block = tokio::select! {
@@ -99,7 +100,7 @@ impl AnchorManager {
             if !lock.hold(&self.store).await {
                 continue;
             }
-            match self.step(new_block, &mut last_batch).await {
+            match self.step(new_block, &mut last_batch, &mut announced).await {
                 Ok(()) => {
                     let failed = self.stats.anchor_failures.swap(0, Ordering::Relaxed);
                     if failed > 0 {
@@ -134,16 +135,25 @@ impl AnchorManager {
         debug!(target: "chain::anchor", "anchoring stopped");
     }
 
+    /// One round of anchoring. `announced` is the last submitted batch
+    /// whose `submitted` status change is known to be recorded.
     async fn step(
         &mut self,
         new_block: bool,
         last_batch: &mut Instant,
+        announced: &mut Option<i64>,
     ) -> anyhow::Result<()> {
         let open = self.store.open_batches(self.contract).await?;
         for batch in &open {
             match batch.status.as_str() {
                 "pending" => return self.start(batch).await,
-                "submitted" => return self.track(batch).await,
+                "submitted" => {
+                    if *announced != Some(batch.id) {
+                        self.announce_submission(batch).await?;
+                        *announced = Some(batch.id);
+                    }
+                    return self.track(batch).await;
+                }
                 "anchored" => self.finalize(batch).await?,
                 _ => {}
             }
@@ -290,6 +300,28 @@ impl AnchorManager {
         let details = json!({
             "txHash": tx.hash,
             "nonce": nonce,
+            "maxFeePerGas": max_fee.to_string(),
+            "maxPriorityFeePerGas": tip.to_string(),
+        });
+        self.publish(batch, "submitted", details).await;
+        Ok(())
+    }
+
+    /// Records and broadcasts the `submitted` status change of a batch when
+    /// it is missing: a node stopped between recording its transaction and
+    /// announcing it leaves the batch submitted but unannounced.
+    async fn announce_submission(&self, batch: &BatchRow) -> anyhow::Result<()> {
+        if self.store.has_anchor_event(batch.id, "submitted").await? {
+            return Ok(());
+        }
+        let txs = self.store.live_anchor_txs(batch.id).await?;
+        let Some(newest) = txs.last() else {
+            return Ok(());
+        };
+        let (max_fee, tip) = newest.fees()?;
+        let details = json!({
+            "txHash": newest.hash()?,
+            "nonce": newest.nonce(),
             "maxFeePerGas": max_fee.to_string(),
             "maxPriorityFeePerGas": tip.to_string(),
         });
