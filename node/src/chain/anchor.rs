@@ -297,12 +297,7 @@ impl AnchorManager {
             self.store.mark_tx_failed(id, &reason).await?;
             bail!("the node refused the anchoring transaction's fees: {reason}");
         }
-        let details = json!({
-            "txHash": tx.hash,
-            "nonce": nonce,
-            "maxFeePerGas": max_fee.to_string(),
-            "maxPriorityFeePerGas": tip.to_string(),
-        });
+        let details = submission(tx.hash, nonce, max_fee, tip);
         self.publish(batch, "submitted", details).await;
         Ok(())
     }
@@ -319,12 +314,7 @@ impl AnchorManager {
             return Ok(());
         };
         let (max_fee, tip) = newest.fees()?;
-        let details = json!({
-            "txHash": newest.hash()?,
-            "nonce": newest.nonce(),
-            "maxFeePerGas": max_fee.to_string(),
-            "maxPriorityFeePerGas": tip.to_string(),
-        });
+        let details = submission(newest.hash()?, newest.nonce(), max_fee, tip);
         self.publish(batch, "submitted", details).await;
         Ok(())
     }
@@ -770,6 +760,16 @@ impl AnchorManager {
             }
         }
     }
+}
+
+/// The details of a `submitted` status change.
+fn submission(hash: B256, nonce: u64, max_fee: u128, tip: u128) -> serde_json::Value {
+    json!({
+        "txHash": hash,
+        "nonce": nonce,
+        "maxFeePerGas": max_fee.to_string(),
+        "maxPriorityFeePerGas": tip.to_string(),
+    })
 }
 
 /// Key of the PostgreSQL advisory lock that elects the one anchoring node.

@@ -102,4 +102,18 @@ mod tests {
             assert!((score - expected).abs() < 1e-12, "step {i} ({strength}): {score}");
         }
     }
+
+    #[test]
+    fn strengths_are_averaged_over_the_last_smooth_ones() {
+        // (inner strength, expected score): means 1, 1.5, 2, 11/3 against
+        // a record that follows them up.
+        let steps =
+            [(1.0, 10.0 / 11.0), (2.0, 0.6), (3.0, 4.0 / 7.0), (6.0, 11.0 / 17.0)];
+        let inner: Vec<f64> = steps.iter().map(|(x, _)| x / (1.0 + x)).collect();
+        let mut relative = Relative::new(Replay(inner.into_iter()), 1.0, 0.1, 3, 0);
+        for (i, (strength, expected)) in steps.into_iter().enumerate() {
+            let score = relative.score(0, 0.0);
+            assert!((score - expected).abs() < 1e-12, "step {i} ({strength}): {score}");
+        }
+    }
 }

@@ -52,17 +52,8 @@ impl Ring {
         })
     }
 
-    /// The latest `count` samples, newest first (fewer if fewer are held).
-    pub fn newest(&self, count: usize) -> impl Iterator<Item = f64> + '_ {
-        // While the ring is not full, `next == len` and the samples are
-        // `values[..len]`; once full, the older ones continue from the end.
-        let (recent, older) = self.values.split_at(self.next);
-        let older = if self.is_full() { older } else { &[] };
-        recent.iter().rev().chain(older.iter().rev()).copied().take(count)
-    }
-
     /// The sum of the latest `count` samples (fewer if fewer are held),
-    /// added to 0 newest first: `newest(count)` folded, with plain loops.
+    /// added to 0 newest first (lag 0, 1, ...).
     pub fn sum_newest(&self, count: usize) -> f64 {
         let (recent, older) = self.values.split_at(self.next);
         let older = if self.is_full() { older } else { &[] };
@@ -242,25 +233,6 @@ mod tests {
         let lags: Vec<_> = (0..4).map(|l| ring.lag(l)).collect();
         assert_eq!(lags, [Some(5.0), Some(4.0), Some(3.0), None]);
         assert_eq!(ring.as_slice().len(), 3);
-    }
-
-    #[test]
-    fn newest_lists_the_latest_samples_as_lag_does() {
-        for capacity in [1, 2, 3, 5, 16] {
-            let mut ring = Ring::new(capacity);
-            for i in 0..40 {
-                for count in 0..=capacity + 1 {
-                    let newest: Vec<f64> = ring.newest(count).collect();
-                    let lagged: Vec<f64> =
-                        (0..count).map_while(|l| ring.lag(l)).collect();
-                    assert_eq!(
-                        newest, lagged,
-                        "capacity {capacity}, {i} pushed, {count}"
-                    );
-                }
-                ring.push(f64::from(i));
-            }
-        }
     }
 
     #[test]
