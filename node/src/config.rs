@@ -64,7 +64,7 @@ pub struct Config {
     /// Listening sockets.
     pub server: ServerConfig,
     /// The analysis: which analyser runs (`analysis.analyzer`, default
-    /// `engine/1`) and its settings.
+    /// `engine/2`) and its settings.
     pub analysis: AnalysisConfig,
     /// Webhooks called for anomalies of chosen severities.
     pub webhooks: crate::webhooks::WebhooksConfig,

@@ -2,7 +2,7 @@
 //! synthetic noisy daily series with spikes, through:
 //! - the engine's per-metric analysis (anomaly score, trend test and
 //!   forecast together, window `--window`), and
-//! - the whole `engine/1` analyser behind the `Analyzer` trait (which also
+//! - the whole engine analyser (`--analyzer`) behind the `Analyzer` trait (which also
 //!   builds the metric point of every sample), and
 //! - with `--detector`, that detector alone.
 
@@ -31,24 +31,36 @@ pub struct ThroughputArgs {
     /// default configuration.
     #[arg(long)]
     pub engine_detector: Option<String>,
+    /// The engine's version (`analysis.analyzer`: `engine/2`, or
+    /// `engine/1`, which digests each insight's inputs whole).
+    #[arg(long, default_value = "engine/2")]
+    pub analyzer: String,
 }
 
 /// Runs the timings and prints samples per second.
 pub fn run(args: &ThroughputArgs) -> anyhow::Result<()> {
     let series = synthetic(args.samples);
-    let mut config = AnalysisConfig { window: args.window, ..AnalysisConfig::default() };
+    let mut config = AnalysisConfig {
+        analyzer: args.analyzer.clone(),
+        window: args.window,
+        ..AnalysisConfig::default()
+    };
     if let Some(name) = &args.engine_detector {
         config.detector.clone_from(name);
     }
     config
         .validate()
-        .map_err(|e| anyhow::anyhow!("--window or --engine-detector: {e}"))?;
-    println!("engine detector: {}", config.detector);
+        .map_err(|e| anyhow::anyhow!("--analyzer, --window or --engine-detector: {e}"))?;
+    if !EngineAnalyzer::VERSIONS.contains(&config.analyzer.as_str()) {
+        let versions = EngineAnalyzer::VERSIONS.join(", ");
+        anyhow::bail!("--analyzer: must be a version of the engine: {versions}");
+    }
+    println!("engine {}, detector {}", config.analyzer, config.detector);
 
     let (seconds, insights) = time_series(&config, &series);
     print_rate("engine series (anomaly, trend, forecast)", args, seconds, insights);
     let (seconds, insights) = time_analyser(&config, &series)?;
-    print_rate("engine/1 analyser (with metric points)", args, seconds, insights);
+    print_rate("whole analyser (with metric points)", args, seconds, insights);
 
     if let Some(name) = &args.detector {
         let mut detector = detector::parse(name)

@@ -94,55 +94,10 @@ pub struct Provenance {
     pub last_event: i64,
     /// Number of input events (ids in between may belong to other series).
     pub events: u64,
-    /// keccak256 of the inputs' records, in order (see [`InputDigest`]).
+    /// The digest of the inputs' records (see [`crate::inputs`]).
     pub inputs_digest: B256,
     /// keccak256 of the canonical JSON of the analysis configuration.
     pub config_digest: B256,
-}
-
-/// Builds the digest of an insight's inputs: keccak256 over the
-/// concatenated 24-byte records of the input events, in analysis order,
-/// each `id ‖ timestamp_ms ‖ value`, the first two as big-endian signed
-/// 64-bit integers and the value as the big-endian bits of its IEEE 754
-/// double (0 for events without a value).
-#[derive(Debug, Clone, Default)]
-pub struct InputDigest {
-    bytes: Vec<u8>,
-    first: Option<i64>,
-    last: i64,
-    count: u64,
-}
-
-impl InputDigest {
-    /// Bytes of one input event's record.
-    const RECORD: usize = 24;
-
-    /// An empty digest with room for `events` inputs.
-    pub fn with_capacity(events: usize) -> Self {
-        Self { bytes: Vec::with_capacity(events * Self::RECORD), ..Self::default() }
-    }
-
-    /// Appends one input event.
-    pub fn push(&mut self, id: i64, timestamp_ms: i64, value: f64) {
-        self.bytes.extend_from_slice(&id.to_be_bytes());
-        self.bytes.extend_from_slice(&timestamp_ms.to_be_bytes());
-        self.bytes.extend_from_slice(&value.to_bits().to_be_bytes());
-        self.first.get_or_insert(id);
-        self.last = id;
-        self.count += 1;
-    }
-
-    /// The provenance of the inputs pushed so far; `None` when empty.
-    pub fn finish(&self, stream: &str, config_digest: B256) -> Option<Provenance> {
-        Some(Provenance {
-            stream: stream.to_owned(),
-            first_event: self.first?,
-            last_event: self.last,
-            events: self.count,
-            inputs_digest: keccak256(&self.bytes),
-            config_digest,
-        })
-    }
 }
 
 /// The chain head an insight saw when it was produced.

@@ -6,6 +6,7 @@
 //!   parsing and validation from raw message bytes;
 //! - [`timestamp`]: the documented rules for reading event timestamps;
 //! - [`insight`]: insights, their block stamp and their content hash;
+//! - [`inputs`]: the digest of an insight's inputs, whole or by pieces;
 //! - [`canonical`]: RFC 8785 (JCS) canonical JSON;
 //! - [`merkle`]: OpenZeppelin-compatible StandardMerkleTree over `bytes32`
 //!   leaves, with proofs;
@@ -17,6 +18,7 @@
 pub mod analysis;
 pub mod canonical;
 pub mod event;
+pub mod inputs;
 pub mod insight;
 pub mod manifest;
 pub mod merkle;

@@ -399,7 +399,7 @@ mod tests {
     }
 
     /// Fingerprints of every named detector's scores on [`mixed_series`],
-    /// pinned: `engine/1` replays its insights from these scores.
+    /// pinned: the engine replays its insights from these scores.
     const PINNED: [(&str, u64); 7] = [
         ("ensemble", 0x87e8_5329_8878_78bc),
         ("combo", 0xcff5_7f22_d5f2_a1df),

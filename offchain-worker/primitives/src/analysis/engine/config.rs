@@ -7,20 +7,24 @@ use serde::{Deserialize, Serialize};
 use crate::analysis::config::{BaselineConfig, ConfigError};
 use crate::analysis::detector;
 use crate::canonical::to_canonical_json;
+use crate::inputs::DigestScheme;
 
 /// Analyser names accepted by `analyzer`, the default first.
-pub const ANALYZERS: [&str; 2] = ["engine/1", "baseline/1"];
+pub const ANALYZERS: [&str; 3] = ["engine/2", "engine/1", "baseline/1"];
 
 /// Settings of the analysis (the `[analysis]` section).
 ///
 /// Unknown fields are rejected; missing fields take the defaults below.
 /// Series settings apply to each metric name separately. The
-/// configuration digest recorded on every `engine/1` insight is keccak256
+/// configuration digest recorded on every engine insight is keccak256
 /// of the canonical JSON of this whole structure.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AnalysisConfig {
-    /// The analyser: `engine/1` (default) or `baseline/1`.
+    /// The analyser: `engine/2` (default), `engine/1` or `baseline/1`.
+    /// The two engine versions differ only in how they digest an
+    /// insight's inputs (see [`crate::inputs`]); insights made with
+    /// `engine/1` replay with `analyzer = "engine/1"`.
     pub analyzer: String,
     /// Samples in the rolling window of each metric (trend, expected
     /// range, inputs recorded on insights). Default 256.
@@ -121,6 +125,16 @@ impl Default for AnalysisConfig {
 
 impl AnalysisConfig {
     /// Checks that every setting can work.
+    /// How the engine digests an insight's inputs: by pieces from
+    /// `engine/2` on, whole in `engine/1`.
+    pub fn digest_scheme(&self) -> DigestScheme {
+        if self.analyzer == "engine/1" {
+            DigestScheme::Whole
+        } else {
+            DigestScheme::Pieces
+        }
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         check(ANALYZERS.contains(&self.analyzer.as_str()), "analyzer", || {
             format!("must be one of {}", ANALYZERS.join(", "))
@@ -257,7 +271,7 @@ mod tests {
         let config: AnalysisConfig = serde_json::from_str(text).unwrap();
         assert_eq!((config.window, config.min_samples), (512, 64));
         assert_eq!(config.baseline.window, 60);
-        assert_eq!(config.analyzer, "engine/1");
+        assert_eq!(config.analyzer, "engine/2");
     }
 
     #[test]
@@ -278,7 +292,7 @@ mod tests {
     fn unworkable_settings_name_the_field() {
         type Edit = fn(&mut AnalysisConfig);
         let cases: [(Edit, &str); 15] = [
-            (|c| c.analyzer = "engine/2".into(), "analyzer"),
+            (|c| c.analyzer = "engine/3".into(), "analyzer"),
             (|c| c.window = 4, "window"),
             (|c| c.min_samples = 300, "min_samples"),
             (|c| c.detector = "nope".into(), "detector"),

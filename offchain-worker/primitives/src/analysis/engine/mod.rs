@@ -1,4 +1,4 @@
-//! The analysis engine (`engine/1`): per metric, an anomaly score from the
+//! The analysis engine (`engine/2`, and `engine/1` for replay): per metric, an anomaly score from the
 //! best detector of `bench nab`, a trend test on the least-squares slope
 //! of the window and a Holt forecast with an interval; per user stream,
 //! activity figures; per business event, its category and priority.
@@ -33,10 +33,13 @@ use super::change::ChangeTracker;
 use super::config::ConfigError;
 use super::{Analysis, Analyzer, MetricPoint, StoredEvent};
 use crate::event::{BusinessEvent, Event, SystemMetric, UserEvent};
-use crate::insight::{InputDigest, InsightDraft};
+use crate::inputs::{DigestScheme, InputDigest};
+use crate::insight::InsightDraft;
 
 /// See the module documentation.
 pub struct EngineAnalyzer {
+    version: &'static str,
+    scheme: DigestScheme,
     config: AnalysisConfig,
     config_digest: B256,
     series: BTreeMap<String, Series>,
@@ -49,13 +52,24 @@ pub struct EngineAnalyzer {
 }
 
 impl EngineAnalyzer {
-    /// Name and version recorded on every insight.
-    pub const VERSION: &'static str = "engine/1";
+    /// The versions of the engine, newest first, as recorded on every
+    /// insight. They differ only in how inputs are digested.
+    pub const VERSIONS: [&'static str; 2] = ["engine/2", "engine/1"];
 
-    /// An analyser with no history, after checking `config`.
+    /// An analyser with no history, after checking `config` (whose
+    /// `analyzer` must be a version of the engine).
     pub fn new(config: AnalysisConfig) -> Result<Self, ConfigError> {
         config.validate()?;
+        let version = Self::VERSIONS
+            .into_iter()
+            .find(|&version| version == config.analyzer)
+            .ok_or_else(|| ConfigError {
+                field: "analyzer",
+                reason: format!("is not one of {}", Self::VERSIONS.join(", ")),
+            })?;
         Ok(Self {
+            version,
+            scheme: config.digest_scheme(),
             config_digest: config.digest(),
             activity: ActivityTracker::new(&config.activity_settings())?,
             config,
@@ -118,7 +132,7 @@ impl EngineAnalyzer {
             return Analysis::default();
         }
         let mut insight = business_insight(event, self.config.medium_priority_above);
-        let mut inputs = InputDigest::default();
+        let mut inputs = InputDigest::new(self.scheme);
         inputs.push(id, event.timestamp_ms, event.value);
         insight.provenance = inputs.finish(stream, self.config_digest);
 
@@ -135,7 +149,8 @@ impl EngineAnalyzer {
 
     fn user(&mut self, id: i64, stream: &str, event: &UserEvent) -> Analysis {
         if !self.activity_inputs.contains_key(stream) {
-            self.activity_inputs.insert(stream.to_owned(), InputDigest::default());
+            let inputs = InputDigest::new(self.scheme);
+            self.activity_inputs.insert(stream.to_owned(), inputs);
         }
         let inputs = self.activity_inputs.get_mut(stream).expect("inserted above");
         inputs.push(id, event.timestamp_ms, 0.0);
@@ -144,14 +159,14 @@ impl EngineAnalyzer {
             return Analysis::default();
         };
         insight.provenance = inputs.finish(stream, self.config_digest);
-        *inputs = InputDigest::default();
+        *inputs = InputDigest::new(self.scheme);
         Analysis { metrics: Vec::new(), insights: vec![insight] }
     }
 }
 
 impl Analyzer for EngineAnalyzer {
     fn version(&self) -> &str {
-        Self::VERSION
+        self.version
     }
 
     fn analyse(&mut self, event: StoredEvent<'_>) -> Analysis {

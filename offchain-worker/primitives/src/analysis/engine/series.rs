@@ -8,7 +8,6 @@
 //! the inputs.
 
 use alloy_primitives::B256;
-use ndarray::Array1;
 use serde_json::json;
 
 use super::config::AnalysisConfig;
@@ -17,7 +16,8 @@ use super::trend::{Fit, TrendWindow};
 use crate::analysis::detector::stats::median_in_place;
 use crate::analysis::detector::{self, Detector};
 use crate::analysis::num::display;
-use crate::insight::{InputDigest, InsightDraft, InsightKind, Provenance, Severity};
+use crate::inputs::WindowInputs;
+use crate::insight::{InsightDraft, InsightKind, Provenance, Severity};
 
 /// Turns a MAD into a standard deviation, for normal data.
 const MAD_TO_SIGMA: f64 = 1.4826;
@@ -56,8 +56,8 @@ pub struct Series {
     detector: Box<dyn Detector>,
     trend: TrendWindow,
     forecaster: Forecaster,
-    ids: Array1<i64>,
-    times: Array1<i64>,
+    /// The window's inputs and their digest.
+    inputs: WindowInputs,
     scratch: Vec<f64>,
     /// Samples since the last restart.
     samples: u64,
@@ -95,8 +95,7 @@ impl Series {
                 config.interval_z,
                 error_alpha,
             ),
-            ids: Array1::zeros(window),
-            times: Array1::zeros(window),
+            inputs: WindowInputs::new(config.digest_scheme(), window),
             scratch: Vec::with_capacity(window),
             samples: 0,
             since_event: 0,
@@ -180,31 +179,22 @@ impl Series {
     fn restart(&mut self, config: &AnalysisConfig) {
         self.detector = new_detector(config);
         self.trend.clear();
+        self.inputs.clear();
         self.forecaster.reset();
         self.samples = 0;
         self.direction = None;
     }
 
     fn remember(&mut self, sample: Sample) {
-        let cap = self.ids.len();
-        let slot = (self.samples % cap as u64) as usize;
-        self.ids[slot] = sample.id;
-        self.times[slot] = sample.timestamp_ms;
+        self.inputs.push(sample.id, sample.timestamp_ms, sample.value);
         self.trend.push(sample.value);
         self.samples += 1;
     }
 
     /// The window's events in order, as the provenance of an insight.
     fn provenance(&self, cx: &Context<'_>) -> Option<Provenance> {
-        let cap = self.ids.len();
-        let len = self.trend.len();
-        let first = ((self.samples - len as u64) % cap as u64) as usize;
-        let slots = (first..cap).chain(0..first);
-        let mut digest = InputDigest::with_capacity(len);
-        for (slot, value) in slots.zip(self.trend.ordered()) {
-            digest.push(self.ids[slot], self.times[slot], value);
-        }
-        digest.finish(&format!("{}/{}", cx.stream, cx.name), cx.config_digest)
+        let stream = format!("{}/{}", cx.stream, cx.name);
+        self.inputs.provenance(&stream, cx.config_digest)
     }
 
     /// Median and robust scale of the window.
