@@ -1,10 +1,13 @@
 //! `analytics-node replay` reproduces every anchored hash of a real run,
-//! and names the batch and insight once a stored event is tampered with.
+//! and names the batch and insight once a stored event is tampered with;
+//! a run of the previous engine version replays with that version.
 
 use std::process::Command;
 use std::time::Duration;
 
-use integration_tests::{node_binary, publish, redis_connection, Node};
+use integration_tests::{
+    node_binary, publish, redis_connection, workspace_root, Node, NodeOptions,
+};
 use serde_json::{json, Value};
 
 /// A noisy metric with a spike after the warm-up, then a ramp (a trend
@@ -53,8 +56,14 @@ fn other_messages() -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
 
 /// Runs `replay` on the node's database: (exit success, output).
 fn replay(node: &Node) -> anyhow::Result<(bool, String)> {
+    replay_with(node, &[])
+}
+
+/// Runs `replay` with extra arguments.
+fn replay_with(node: &Node, extra: &[&str]) -> anyhow::Result<(bool, String)> {
     let output = Command::new(node_binary())
         .args(["replay", "--database-url", &node.database.url])
+        .args(extra)
         .output()?;
     let text = format!(
         "{}{}",
@@ -132,6 +141,45 @@ async fn replay_reproduces_anchored_hashes_and_names_a_tampered_event(
         format!("insight {insight_id} (prediction pump_pressure, event {event_id})");
     assert!(output.contains(&line), "{output}");
     assert!(output.ends_with("REPLAY DIFFERS\n"), "{output}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_run_of_engine_1_replays_with_that_version_and_is_refused_by_another(
+) -> anyhow::Result<()> {
+    let settings = "[analysis]\nanalyzer = \"engine/1\"\n";
+    let options =
+        NodeOptions { config_toml: Some(settings.into()), ..NodeOptions::default() };
+    let node = Node::launch(options).await?;
+    let mut redis = redis_connection(&node.redis_url).await?;
+    let (users, business) = other_messages();
+    let mut sent =
+        publish(&mut redis, &node.channels.metrics, metric_messages(600)).await?;
+    sent += publish(&mut redis, &node.channels.user, users).await?;
+    sent += publish(&mut redis, &node.channels.business, business).await?;
+    wait_all_anchored(&node, sent as i64).await?;
+
+    let insights =
+        node.call("analytics_listInsights", json!([{ "limit": 1000 }])).await?;
+    let insights = insights.as_array().expect("a list");
+    assert!(insights.iter().any(|i| i["kind"] == "prediction"), "{insights:?}");
+    for insight in insights {
+        assert_eq!(insight["insight"]["analysis"], "engine/1", "{insight}");
+    }
+
+    // The default settings select engine/2: replay says which to set.
+    let (ok, output) = replay(&node)?;
+    assert!(!ok, "engine/2 replayed engine/1 insights:\n{output}");
+    assert!(output.contains("was computed by engine/1"), "{output}");
+    assert!(output.contains("analysis.analyzer"), "{output}");
+
+    let dir = workspace_root().join("target/it-logs");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(format!("engine-1-{}.toml", std::process::id()));
+    std::fs::write(&path, settings)?;
+    let (ok, output) = replay_with(&node, &["--config", &path.display().to_string()])?;
+    assert!(ok, "replay with engine/1 failed:\n{output}");
+    assert!(output.ends_with("REPLAY MATCHES\n"), "{output}");
     Ok(())
 }
 
