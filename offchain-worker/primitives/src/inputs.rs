@@ -321,6 +321,21 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_example_digests_as_documented() {
+        let digest = |scheme| {
+            let mut digest = InputDigest::new(scheme);
+            for id in 1..=40 {
+                digest.push(id, 1_700_000_000_000 + id * 60_000, id as f64 / 4.0);
+            }
+            digest.finish("s", B256::ZERO).unwrap().inputs_digest.to_string()
+        };
+        let pieces = "0x5f82c0f19b91f38400eb2f47e385c32179c91e154af298689f032ce7c095231d";
+        let whole = "0x6039ca2b4eeeb3b038f26dcb61b098387bd1d2771bb5d9b6f613d29505213b9b";
+        assert_eq!(digest(DigestScheme::Pieces), pieces);
+        assert_eq!(digest(DigestScheme::Whole), whole);
+    }
+
+    #[test]
     fn a_whole_digest_hashes_the_records_concatenated() {
         let mut digest = InputDigest::new(DigestScheme::Whole);
         digest.push(7, -1, 2.5);
