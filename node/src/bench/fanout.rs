@@ -21,6 +21,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use super::floor::{FloorReport, FloorServer};
 use super::wsclient::{self, opcode};
 use crate::state::NodeState;
 use crate::ws::{WsHub, WsSettings};
@@ -41,6 +42,11 @@ pub struct FanoutArgs {
     /// `server.ws_coalesce_ms`).
     #[arg(long, default_value_t = crate::config::ServerConfig::default().ws_coalesce_ms)]
     pub coalesce_ms: u64,
+    /// Also run each client count against the floor: a bare server that
+    /// writes every broadcast to every connection with one system call
+    /// and does nothing else (see `floor.rs`).
+    #[arg(long)]
+    pub floor: bool,
 }
 
 /// Options of the client process (started by `bench fanout`).
@@ -89,19 +95,101 @@ pub async fn run(args: &FanoutArgs) -> anyhow::Result<()> {
     );
     for &clients in &args.clients {
         let (report, per_connection) = run_once(clients, args).await?;
-        println!(
-            "{:>8} {:>9} {:>8.2} {:>8.2} {:>8.2} {:>9} {:>8} {:>12.0}",
-            report.connected,
-            report.received,
-            report.p50_ms,
-            report.p99_ms,
-            report.max_ms,
-            report.lost_by_live_clients,
-            report.dropped,
-            per_connection
-        );
+        print_row("", &report, &format!("{per_connection:.0}"));
+        if args.floor {
+            let (report, server) = run_floor(clients, args).await?;
+            print_row(" floor", &report, "-");
+            let per_write = server.writing.as_secs_f64() / server.writes.max(1) as f64;
+            println!(
+                "   floor server: {} passes, {:.2} us per write, longest pass {:.1} ms, \
+                 {} writes left partly for later",
+                server.passes,
+                per_write * 1e6,
+                server.longest_pass.as_secs_f64() * 1e3,
+                server.partial
+            );
+        }
     }
     Ok(())
+}
+
+fn print_row(label: &str, report: &ClientReport, per_connection: &str) {
+    println!(
+        "{:>8} {:>9} {:>8.2} {:>8.2} {:>8.2} {:>9} {:>8} {:>12}{label}",
+        report.connected,
+        report.received,
+        report.p50_ms,
+        report.p99_ms,
+        report.max_ms,
+        report.lost_by_live_clients,
+        report.dropped,
+        per_connection
+    );
+}
+
+/// One run against the floor server: the client report and the server's.
+async fn run_floor(
+    clients: usize,
+    args: &FanoutArgs,
+) -> anyhow::Result<(ClientReport, FloorReport)> {
+    let server = FloorServer::bind()?;
+    let addr = server.addr()?;
+    let (rate, seconds) = (args.rate, args.seconds);
+    let (done, held) = std::sync::mpsc::channel();
+    let serving =
+        tokio::task::spawn_blocking(move || server.run(clients, rate, seconds, held));
+    let total = u64::from(args.rate) * args.seconds;
+    let mut child = start_clients(&format!("ws://{addr}/analytics"), clients, total)?;
+    let mut lines = ready(&mut child).await?;
+    tokio::time::sleep(Duration::from_secs(seconds + 1)).await;
+    let report = finish(&mut child, &mut lines).await?;
+    let _ = done.send(());
+    let server = serving.await.context("the floor server panicked")??;
+    Ok((report, server))
+}
+
+type Lines = tokio::io::Lines<BufReader<tokio::process::ChildStdout>>;
+
+/// Starts the client process.
+fn start_clients(
+    url: &str,
+    clients: usize,
+    expected: u64,
+) -> anyhow::Result<tokio::process::Child> {
+    let exe = std::env::current_exe()?;
+    tokio::process::Command::new(exe)
+        .args(["bench", "fanout-clients", "--url", url])
+        .args(["--clients", &clients.to_string()])
+        .args(["--expected", &expected.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting the client process")
+}
+
+/// Waits until the client process holds every connection.
+async fn ready(child: &mut tokio::process::Child) -> anyhow::Result<Lines> {
+    let stdout = child.stdout.take().context("client stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let ready = lines.next_line().await?.context("client process ended early")?;
+    if ready.trim() != "ready" {
+        bail!("client process said {ready:?}");
+    }
+    Ok(lines)
+}
+
+/// Tells the client process the broadcasts are over; its report.
+async fn finish(
+    child: &mut tokio::process::Child,
+    lines: &mut Lines,
+) -> anyhow::Result<ClientReport> {
+    let mut stdin = child.stdin.take().context("client stdin")?;
+    stdin.write_all(b"done\n").await?;
+    let line = lines.next_line().await?.context("no report from the client process")?;
+    let report: ClientReport = serde_json::from_str(&line)?;
+    let _ = child.wait().await;
+    Ok(report)
 }
 
 async fn run_once(
@@ -114,33 +202,16 @@ async fn run_once(
     let baseline = resident_bytes();
 
     let total = u64::from(args.rate) * args.seconds;
-    let exe = std::env::current_exe()?;
-    let mut child = tokio::process::Command::new(exe)
-        .args(["bench", "fanout-clients", "--url", &format!("ws://{addr}/analytics")])
-        .args(["--clients", &clients.to_string()])
-        .args(["--expected", &total.to_string()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .context("starting the client process")?;
-    let stdout = child.stdout.take().context("client stdout")?;
-    let mut lines = BufReader::new(stdout).lines();
-    let ready = lines.next_line().await?.context("client process ended early")?;
-    if ready.trim() != "ready" {
-        bail!("client process said {ready:?}");
-    }
+    let url = format!("ws://{addr}/analytics");
+    let mut child = start_clients(&url, clients, total)?;
+    let mut lines = ready(&mut child).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let connections = state.connections.load(Ordering::Relaxed).max(1);
     let per_connection =
         resident_bytes().saturating_sub(baseline) as f64 / connections as f64;
 
     broadcast(&state.hub, args.rate, args.seconds).await;
-    let mut stdin = child.stdin.take().context("client stdin")?;
-    stdin.write_all(b"done\n").await?;
-    let line = lines.next_line().await?.context("no report from the client process")?;
-    let report: ClientReport = serde_json::from_str(&line)?;
-    let _ = child.wait().await;
+    let report = finish(&mut child, &mut lines).await?;
     shutdown.cancel();
     Ok((report, per_connection))
 }
@@ -199,7 +270,8 @@ async fn broadcast(hub: &Hub, rate: u32, seconds: u64) {
     tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
-fn now_ns() -> u128 {
+/// Nanoseconds since the Unix epoch.
+pub(super) fn now_ns() -> u128 {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
     now.map(|d| d.as_nanos()).unwrap_or(0)
 }

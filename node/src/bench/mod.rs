@@ -6,12 +6,14 @@
 //! - [`throughput`]: samples per second through the engine (and a
 //!   detector) on one thread;
 //! - [`fanout`]: WebSocket broadcast latency, losses and memory per client;
-//!   [`wsclient`] is its lean client;
+//!   [`wsclient`] is its lean client and [`floor`] the bare server it is
+//!   compared with;
 //! - [`gas`]: gas per anchored batch and per insight;
 //! - [`ingest`]: Kafka to PostgreSQL against PostgreSQL's `COPY`.
 
 pub mod corpus;
 pub mod fanout;
+pub mod floor;
 pub mod gas;
 pub mod ingest;
 pub mod nab;

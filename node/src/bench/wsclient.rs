@@ -136,7 +136,7 @@ fn check_handshake(head: &str, accept: &str) -> anyhow::Result<()> {
 
 /// Reads a server frame's header: `(opcode, header length, payload
 /// length)`, or `None` while the frame is incomplete.
-fn frame_header(bytes: &[u8]) -> anyhow::Result<Option<(u8, usize, usize)>> {
+pub(super) fn frame_header(bytes: &[u8]) -> anyhow::Result<Option<(u8, usize, usize)>> {
     let [first, second, ..] = *bytes else { return Ok(None) };
     ensure!(first & 0x80 != 0, "fragmented frames are not expected from the server");
     ensure!(second & 0x80 == 0, "a server frame must not be masked");
