@@ -250,13 +250,7 @@ impl WindowInputs {
         });
         let mut inside = self.closed.iter().copied().chain(open);
         let mut outer = Keccak256::new();
-        let first = loop {
-            match inside.next() {
-                Some((at, digest)) if at >= start => break Some((at, digest)),
-                Some(_) => continue,
-                None => break None,
-            }
-        };
+        let first = inside.find(|&(at, _)| at >= start);
         let head_end = first.map_or(self.pushed, |(at, _)| at);
         if head_end > start {
             outer.update(self.hash_records(start, head_end));
