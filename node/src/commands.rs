@@ -16,6 +16,7 @@ use offchain_worker::source::redis::RedisSource;
 use offchain_worker::source::redis_streams::RedisStreamSource;
 use offchain_worker::stats::Stats;
 use offchain_worker::storage::Store;
+use offchain_worker::stored::AnalysisRun;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -150,9 +151,15 @@ fn spawn_worker(
         anyhow::anyhow!("config field `analysis.{}`: {}", e.field, e.reason)
     })?;
     let (sender, receiver) = mpsc::channel(config.pipeline.queue_capacity);
+    let run_start = AnalysisRun {
+        first_event: 0,
+        analysis: analyzer.version().to_owned(),
+        settings_digest: config.analysis.digest().to_string(),
+    };
     let pipeline = Pipeline {
         store: state.store.clone(),
         analyzer,
+        run_start: Some(run_start),
         heads: state.heads.clone(),
         hub: state.hub.clone(),
         stats: state.stats.clone(),

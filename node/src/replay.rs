@@ -7,17 +7,23 @@
 //! never the chain's current head. Insights of one event are matched by
 //! hash, and a stored insight whose hash is not recomputed is reported
 //! with the recomputed insight of the same kind and subject, if any.
+//!
+//! A node starts its analysis afresh each time it starts, and records where
+//! (`analysis_runs`): replay starts a fresh analyser at the first event of
+//! each run, of the analyser that run recorded, with the configured
+//! settings (which must give the digest the run recorded). Events before
+//! the first recorded run are analysed by the configured analyser.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use alloy::primitives::{keccak256, B256};
-use analytics_primitives::analysis::{self, Analyzer, StoredEvent};
+use analytics_primitives::analysis::{self, AnalysisConfig, Analyzer, StoredEvent};
 use analytics_primitives::event::{parse_event, Event, StreamKind};
 use analytics_primitives::insight::{EventRef, Insight, InsightKind};
 use analytics_primitives::merkle::MerkleTree;
 use anyhow::{bail, Context};
 use offchain_worker::storage::{to_b256, BatchRow, Store};
-use offchain_worker::stored::{EventRecord, InsightRecord};
+use offchain_worker::stored::{AnalysisRun, EventRecord, InsightRecord};
 
 use crate::cli::RunArgs;
 
@@ -54,29 +60,84 @@ struct Replayed {
 /// Runs the replay against the configured database.
 pub async fn run(args: RunArgs) -> anyhow::Result<Report> {
     let config = args.config()?;
-    let mut analyzer = analysis::from_config(&config.analysis).map_err(|e| {
-        anyhow::anyhow!("config field `analysis.{}`: {}", e.field, e.reason)
-    })?;
     let store = Store::connect(&config.database.url, 2)
         .await
         .context("cannot connect to PostgreSQL")?;
+    let runs = store.analysis_runs().await.context("cannot read the analysis runs")?;
+    let mut runs = Runs::new(config.analysis, runs)?;
 
-    let mut stored = load_insights(&store, analyzer.version()).await?;
-    let replayed = replay_events(&store, analyzer.as_mut(), &mut stored).await?;
+    let mut stored = load_insights(&store, &runs).await?;
+    let replayed = replay_events(&store, &mut runs, &mut stored).await?;
     let batches = store.all_batches().await.context("cannot read the batches")?;
     Ok(report(&stored, &replayed, &batches))
 }
 
-async fn load_insights(store: &Store, version: &str) -> anyhow::Result<Vec<Stored>> {
+/// The analysers of the recorded runs, each started at its first event.
+struct Runs {
+    settings: AnalysisConfig,
+    /// Runs not started yet, by first event.
+    ahead: std::collections::VecDeque<AnalysisRun>,
+    current: Box<dyn Analyzer>,
+}
+
+impl Runs {
+    /// Checks every run's analyser and settings against `settings`.
+    fn new(settings: AnalysisConfig, runs: Vec<AnalysisRun>) -> anyhow::Result<Self> {
+        let current = analyzer(&settings)?;
+        for run in &runs {
+            let mine = settings_of(&settings, run).digest().to_string();
+            if mine != run.settings_digest {
+                bail!(
+                    "the analysis run from event {} used {} with settings of digest {}, \
+                     but this configuration's `[analysis]` gives {mine}: replay needs \
+                     the settings the node ran with",
+                    run.first_event,
+                    run.analysis,
+                    run.settings_digest
+                );
+            }
+            analyzer(&settings_of(&settings, run))?;
+        }
+        Ok(Self { settings, ahead: runs.into(), current })
+    }
+
+    /// The analysis of event `id`, and the analyser recorded for it.
+    fn version_of(&self, id: i64) -> String {
+        let run = self.ahead.iter().rev().find(|run| run.first_event <= id);
+        run.map_or_else(|| self.current.version().to_owned(), |run| run.analysis.clone())
+    }
+
+    /// The analyser for event `id`: a fresh one where a run began.
+    fn at(&mut self, id: i64) -> anyhow::Result<&mut dyn Analyzer> {
+        while self.ahead.front().is_some_and(|run| run.first_event <= id) {
+            let run = self.ahead.pop_front().expect("checked above");
+            self.current = analyzer(&settings_of(&self.settings, &run))?;
+        }
+        Ok(self.current.as_mut())
+    }
+}
+
+/// The configured settings with the analyser of `run`.
+fn settings_of(settings: &AnalysisConfig, run: &AnalysisRun) -> AnalysisConfig {
+    AnalysisConfig { analyzer: run.analysis.clone(), ..settings.clone() }
+}
+
+fn analyzer(settings: &AnalysisConfig) -> anyhow::Result<Box<dyn Analyzer>> {
+    analysis::from_config(settings)
+        .map_err(|e| anyhow::anyhow!("config field `analysis.{}`: {}", e.field, e.reason))
+}
+
+async fn load_insights(store: &Store, runs: &Runs) -> anyhow::Result<Vec<Stored>> {
     let records = store.all_insights().await.context("cannot read the insights")?;
     let mut stored = Vec::with_capacity(records.len());
     for record in records {
         let content: Insight = serde_json::from_str(&record.canonical)
             .with_context(|| format!("insight {} has unreadable content", record.id))?;
+        let version = runs.version_of(record.event_id);
         if content.analysis != version {
             bail!(
-                "insight {} was computed by {} but the configuration selects {version}; \
-                 set `analysis.analyzer`",
+                "insight {} was computed by {} but replay would recompute it with \
+                 {version}; set `analysis.analyzer`",
                 record.id,
                 content.analysis
             );
@@ -89,7 +150,7 @@ async fn load_insights(store: &Store, version: &str) -> anyhow::Result<Vec<Store
 
 async fn replay_events(
     store: &Store,
-    analyzer: &mut dyn Analyzer,
+    runs: &mut Runs,
     stored: &mut [Stored],
 ) -> anyhow::Result<Replayed> {
     let mut by_event: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
@@ -112,6 +173,7 @@ async fn replay_events(
                 }
             };
             let mine = by_event.get(&record.id).map_or(&[][..], Vec::as_slice);
+            let analyzer = runs.at(record.id)?;
             compare(analyzer, record, &event, stored, mine, &mut replayed);
         }
     }

@@ -11,6 +11,9 @@
 //!
 //! A batch is prepared once; a write that fails for a retryable reason is
 //! retried with the same rows, so the analysis never sees an event twice.
+//! The first batch a pipeline analyses also records where this run of the
+//! analysis began (`analysis_runs`), so replay knows where it started
+//! afresh.
 //! While a batch is with the writer, a message that may repeat one of its
 //! positions makes the preparer wait for the writer before checking, so
 //! repeats are always checked against committed rows.
@@ -35,6 +38,7 @@ use crate::stats::Stats;
 use crate::storage::{
     MetricRow, NewDeadLetter, NewEvent, NewInsight, NewMetric, Position, Store,
 };
+use crate::stored::AnalysisRun;
 
 mod writer;
 
@@ -63,6 +67,9 @@ pub struct Pipeline {
     pub stats: Arc<Stats>,
     /// Tuning.
     pub config: PipelineConfig,
+    /// This run of the analysis, recorded with the first event it analyses
+    /// (which sets `first_event`); `None` records nothing.
+    pub run_start: Option<AnalysisRun>,
 }
 
 /// A batch ready to be written.
@@ -75,6 +82,8 @@ struct Prepared {
     alerts: Vec<usize>,
     drafts: Vec<Value>,
     acks: Vec<(Acker, Vec<Receipt>)>,
+    /// The start of the run, in the batch of its first event.
+    run_start: Option<AnalysisRun>,
 }
 
 /// Batches handed to the writer and how far each source's positions went,
@@ -348,6 +357,9 @@ impl Pipeline {
         event: &Event,
         head: Option<BlockStamp>,
     ) {
+        if let Some(run) = self.run_start.take() {
+            prepared.run_start = Some(AnalysisRun { first_event: id, ..run });
+        }
         let stream = envelope.stream_label();
         prepared.events.push(new_event(envelope, id, event));
         let analysis = self.analyzer.analyse(StoredEvent { id, stream: &stream, event });

@@ -1,10 +1,41 @@
 //! Reading the stored history back in the order it was analysed, for
-//! replaying the analysis: events by id, every insight, every batch.
+//! replaying the analysis: events by id, every insight, every batch, and
+//! where each run of the analysis began (recorded by the pipeline).
 
 use sqlx::FromRow;
 
 use crate::error::WorkerError;
-use crate::storage::{BatchRow, Store, BATCH_COLUMNS};
+use crate::storage::{BatchRow, Store, StoreTx, BATCH_COLUMNS};
+
+/// A start of the analysis: from `first_event` on, a fresh analyser of
+/// `analysis` with the settings of `settings_digest` analysed the events.
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct AnalysisRun {
+    /// The first event the run analysed.
+    pub first_event: i64,
+    /// The analyser and its version (`engine/2`, ...).
+    pub analysis: String,
+    /// keccak256 of the canonical JSON of the `[analysis]` settings,
+    /// `0x`-hex.
+    pub settings_digest: String,
+}
+
+/// Records the start of a run, in the transaction of its first events.
+pub async fn insert_analysis_run(
+    tx: &mut StoreTx,
+    run: &AnalysisRun,
+) -> Result<(), WorkerError> {
+    sqlx::query(
+        "INSERT INTO analysis_runs (first_event, analysis, settings_digest) \
+         VALUES ($1, $2, $3)",
+    )
+    .bind(run.first_event)
+    .bind(&run.analysis)
+    .bind(&run.settings_digest)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
 
 /// A stored event as the analysis saw it.
 #[derive(Debug, Clone, FromRow)]
@@ -61,6 +92,17 @@ impl Store {
         let rows = sqlx::query_as(
             "SELECT id, hash, canonical, event_id, batch_id, leaf_index FROM insights \
              ORDER BY id",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows)
+    }
+
+    /// Every run of the analysis, by its first event.
+    pub async fn analysis_runs(&self) -> Result<Vec<AnalysisRun>, WorkerError> {
+        let rows = sqlx::query_as(
+            "SELECT first_event, analysis, settings_digest FROM analysis_runs \
+             ORDER BY first_event",
         )
         .fetch_all(self.pool())
         .await?;

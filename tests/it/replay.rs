@@ -1,6 +1,7 @@
 //! `analytics-node replay` reproduces every anchored hash of a real run,
 //! and names the batch and insight once a stored event is tampered with;
-//! a run of the previous engine version replays with that version.
+//! runs of the analysis (a node restarted, with another engine version)
+//! replay each from its own start.
 
 use std::process::Command;
 use std::time::Duration;
@@ -145,41 +146,52 @@ async fn replay_reproduces_anchored_hashes_and_names_a_tampered_event(
 }
 
 #[tokio::test]
-async fn a_run_of_engine_1_replays_with_that_version_and_is_refused_by_another(
+async fn runs_of_engine_1_and_then_engine_2_across_a_restart_replay_run_by_run(
 ) -> anyhow::Result<()> {
-    let settings = "[analysis]\nanalyzer = \"engine/1\"\n";
-    let options =
-        NodeOptions { config_toml: Some(settings.into()), ..NodeOptions::default() };
-    let node = Node::launch(options).await?;
+    let options = NodeOptions {
+        config_toml: Some("[analysis]\nanalyzer = \"engine/1\"\n".into()),
+        ..NodeOptions::default()
+    };
+    let mut node = Node::launch(options).await?;
     let mut redis = redis_connection(&node.redis_url).await?;
     let (users, business) = other_messages();
-    let mut sent =
-        publish(&mut redis, &node.channels.metrics, metric_messages(600)).await?;
+    let mut metrics = metric_messages(700);
+    let later = metrics.split_off(400);
+    let mut sent = publish(&mut redis, &node.channels.metrics, metrics).await?;
     sent += publish(&mut redis, &node.channels.user, users).await?;
+    wait_all_anchored(&node, sent as i64).await?;
+
+    // The node starts again with the default settings (engine/2), and its
+    // analysis starts afresh: the metric warms up again.
+    let path = node.config_path().expect("a configuration file");
+    std::fs::write(&path, "[analysis]\n")?;
+    node.restart().await?;
+    sent += publish(&mut redis, &node.channels.metrics, later).await?;
     sent += publish(&mut redis, &node.channels.business, business).await?;
     wait_all_anchored(&node, sent as i64).await?;
 
     let insights =
         node.call("analytics_listInsights", json!([{ "limit": 1000 }])).await?;
     let insights = insights.as_array().expect("a list");
-    assert!(insights.iter().any(|i| i["kind"] == "prediction"), "{insights:?}");
-    for insight in insights {
-        assert_eq!(insight["insight"]["analysis"], "engine/1", "{insight}");
+    for version in ["engine/1", "engine/2"] {
+        let made = |i: &&Value| i["insight"]["analysis"] == version;
+        let predictions =
+            insights.iter().filter(made).filter(|i| i["kind"] == "prediction");
+        assert!(predictions.count() > 0, "no prediction of {version}: {insights:?}");
     }
 
-    // The default settings select engine/2: replay says which to set.
     let (ok, output) = replay(&node)?;
-    assert!(!ok, "engine/2 replayed engine/1 insights:\n{output}");
-    assert!(output.contains("was computed by engine/1"), "{output}");
-    assert!(output.contains("analysis.analyzer"), "{output}");
-
-    let dir = workspace_root().join("target/it-logs");
-    std::fs::create_dir_all(&dir)?;
-    let path = dir.join(format!("engine-1-{}.toml", std::process::id()));
-    std::fs::write(&path, settings)?;
-    let (ok, output) = replay_with(&node, &["--config", &path.display().to_string()])?;
-    assert!(ok, "replay with engine/1 failed:\n{output}");
+    assert!(ok, "replay across the restart failed:\n{output}");
     assert!(output.ends_with("REPLAY MATCHES\n"), "{output}");
+
+    // Other settings than the runs recorded are refused, naming the run.
+    let dir = workspace_root().join("target/it-logs");
+    let other = dir.join(format!("window-128-{}.toml", std::process::id()));
+    std::fs::write(&other, "[analysis]\nwindow = 128\n")?;
+    let (ok, output) = replay_with(&node, &["--config", &other.display().to_string()])?;
+    assert!(!ok, "replay with other settings passed:\n{output}");
+    assert!(output.contains("the analysis run from event"), "{output}");
+    assert!(output.contains("used engine/1 with settings of digest"), "{output}");
     Ok(())
 }
 

@@ -408,7 +408,14 @@ impl Node {
         Ok(node)
     }
 
-    /// Restarts the node process with the same settings.
+    /// The node's configuration file, when it was started with extra TOML;
+    /// rewriting it before [`Node::restart`] changes the settings.
+    pub fn config_path(&self) -> Option<PathBuf> {
+        let at = self.args.iter().position(|arg| arg == "--config")?;
+        self.args.get(at + 1).map(PathBuf::from)
+    }
+
+    /// Restarts the node process with the same arguments.
     pub async fn restart(&mut self) -> anyhow::Result<()> {
         self.process.terminate(Duration::from_secs(10));
         self.process = spawn_node(&self.args)?;

@@ -188,6 +188,7 @@ async fn ingest(
         store: store.clone(),
         analyzer: analysis::from_config(&AnalysisConfig::default())
             .expect("the default settings are valid"),
+        run_start: None,
         heads,
         hub,
         stats: stats.clone(),

@@ -15,6 +15,7 @@ use crate::hub::{Channel, Hub, NOTIFY_CHANNEL};
 use crate::messages::{self, InsightParts};
 use crate::stats::Stats;
 use crate::storage::{self, NewDeadLetter, Position, Store};
+use crate::stored;
 
 /// Writes prepared batches in order.
 pub(super) struct Writer {
@@ -77,6 +78,9 @@ impl Writer {
     async fn write(&self, prepared: &mut Prepared) -> Result<Vec<i64>, WorkerError> {
         let mut tx = self.store.begin().await?;
         storage::insert_events(&mut tx, &prepared.events).await?;
+        if let Some(run) = &prepared.run_start {
+            stored::insert_analysis_run(&mut tx, run).await?;
+        }
         storage::insert_metrics(&mut tx, &mut prepared.metrics).await?;
         let ids = storage::insert_insights(&mut tx, &prepared.insights).await?;
         storage::insert_dead_letters(&mut tx, &prepared.dead_letters).await?;
