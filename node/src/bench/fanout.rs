@@ -21,7 +21,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::floor::{FloorReport, FloorServer};
+use super::floor::{FloorReport, FloorServer, Schedule};
 use super::wsclient::{self, opcode};
 use crate::state::NodeState;
 use crate::ws::{WsHub, WsSettings};
@@ -47,6 +47,10 @@ pub struct FanoutArgs {
     /// and does nothing else (see `floor.rs`).
     #[arg(long)]
     pub floor: bool,
+    /// Threads of the floor server, each writing to its share of the
+    /// connections.
+    #[arg(long, default_value_t = 1)]
+    pub floor_threads: usize,
 }
 
 /// Options of the client process (started by `bench fanout`).
@@ -135,9 +139,11 @@ async fn run_floor(
     let server = FloorServer::bind()?;
     let addr = server.addr()?;
     let (rate, seconds) = (args.rate, args.seconds);
+    let schedule = Schedule { rate, seconds };
+    let threads = args.floor_threads;
     let (done, held) = std::sync::mpsc::channel();
     let serving =
-        tokio::task::spawn_blocking(move || server.run(clients, rate, seconds, held));
+        tokio::task::spawn_blocking(move || server.run(clients, schedule, threads, held));
     let total = u64::from(args.rate) * args.seconds;
     let mut child = start_clients(&format!("ws://{addr}/analytics"), clients, total)?;
     let mut lines = ready(&mut child).await?;

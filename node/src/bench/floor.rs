@@ -1,6 +1,7 @@
 //! The floor under `bench fanout --floor`: the least a server can do per
-//! delivery. It answers the WebSocket handshake, then on one thread passes
-//! over every connection again and again, each pass writing every
+//! delivery. It answers the WebSocket handshake, then on one thread (or
+//! `--floor-threads`, each with its share of the connections) passes over
+//! its connections again and again, each pass writing every
 //! broadcast that fell due since the previous pass, already framed, with
 //! one non-blocking `write` per connection (no queues, no runtime, no
 //! reading). A broadcast counts from when it fell due, so the wait for a
@@ -60,14 +61,15 @@ impl FloorServer {
     }
 
     /// Accepts `clients` connections, answering each handshake, then
-    /// broadcasts `rate` times a second for `seconds` (blocking: run it on
-    /// a thread of its own). The connections stay open until `done`
+    /// broadcasts `rate` times a second for `seconds` from `threads`
+    /// threads, each serving its share of the connections (blocking: run
+    /// it on a thread of its own). The connections stay open until `done`
     /// fires.
     pub fn run(
         self,
         clients: usize,
-        rate: u32,
-        seconds: u64,
+        schedule: Schedule,
+        threads: usize,
         done: std::sync::mpsc::Receiver<()>,
     ) -> anyhow::Result<FloorReport> {
         let mut connections = Vec::with_capacity(clients);
@@ -78,44 +80,88 @@ impl FloorServer {
         // The client process reports ready once every client subscribed.
         std::thread::sleep(Duration::from_millis(500));
 
-        let mut report = FloorReport::default();
-        let (started, epoch_ns) = (Instant::now(), super::fanout::now_ns());
-        let due = |seq: u64| Duration::from_secs_f64(seq as f64 / f64::from(rate));
-        let (total, mut next) = (u64::from(rate) * seconds, 0);
-        let mut frames = Vec::new();
-        while next < total {
-            if let Some(wait) = due(next).checked_sub(started.elapsed()) {
-                std::thread::sleep(wait);
-            }
-            frames.clear();
-            while next < total && due(next) <= started.elapsed() {
-                let sent_ns = epoch_ns + due(next).as_nanos();
-                frames.extend_from_slice(&text_frame(&broadcast(next, sent_ns)));
-                next += 1;
-            }
-            let pass = Instant::now();
-            for connection in &mut connections {
-                report.partial += u64::from(connection.send(&frames)?);
-            }
-            let pass = pass.elapsed();
-            report.writes += connections.len() as u64;
-            report.passes += 1;
-            report.writing += pass;
-            report.longest_pass = report.longest_pass.max(pass);
-        }
-        // What the kernel could not take yet is sent before the end.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while connections.iter().any(|c| !c.pending.is_empty()) {
-            if Instant::now() > deadline {
-                bail!("connections still owed bytes after 30 s");
-            }
-            for connection in &mut connections {
-                connection.send(&[])?;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        let clock = (Instant::now(), super::fanout::now_ns());
+        let share = clients.div_ceil(threads.max(1)).max(1);
+        let reports = std::thread::scope(|scope| {
+            let workers: Vec<_> = connections
+                .chunks_mut(share)
+                .map(|group| scope.spawn(move || serve(group, schedule, clock)))
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| w.join().unwrap_or_else(|_| bail!("a floor thread panicked")))
+                .collect::<anyhow::Result<Vec<FloorReport>>>()
+        })?;
         let _ = done.recv();
-        Ok(report)
+        Ok(reports.into_iter().fold(FloorReport::default(), FloorReport::add))
+    }
+}
+
+/// When broadcasts fall due: `rate` a second for `seconds`.
+#[derive(Debug, Clone, Copy)]
+pub struct Schedule {
+    /// Broadcasts per second.
+    pub rate: u32,
+    /// Seconds of broadcasting.
+    pub seconds: u64,
+}
+
+/// One thread's passes over its connections, from `started` (which is
+/// `epoch_ns` on the wall clock) until every broadcast is written.
+fn serve(
+    connections: &mut [Connection],
+    schedule: Schedule,
+    (started, epoch_ns): (Instant, u128),
+) -> anyhow::Result<FloorReport> {
+    let rate = f64::from(schedule.rate);
+    let due = |seq: u64| Duration::from_secs_f64(seq as f64 / rate);
+    let (total, mut next) = (u64::from(schedule.rate) * schedule.seconds, 0);
+    let mut report = FloorReport::default();
+    let mut frames = Vec::new();
+    while next < total {
+        if let Some(wait) = due(next).checked_sub(started.elapsed()) {
+            std::thread::sleep(wait);
+        }
+        frames.clear();
+        while next < total && due(next) <= started.elapsed() {
+            let sent_ns = epoch_ns + due(next).as_nanos();
+            frames.extend_from_slice(&text_frame(&broadcast(next, sent_ns)));
+            next += 1;
+        }
+        let pass = Instant::now();
+        for connection in connections.iter_mut() {
+            report.partial += u64::from(connection.send(&frames)?);
+        }
+        let pass = pass.elapsed();
+        report.writes += connections.len() as u64;
+        report.passes += 1;
+        report.writing += pass;
+        report.longest_pass = report.longest_pass.max(pass);
+    }
+    // What the kernel could not take yet is sent before the end.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while connections.iter().any(|c| !c.pending.is_empty()) {
+        if Instant::now() > deadline {
+            bail!("connections still owed bytes after 30 s");
+        }
+        for connection in connections.iter_mut() {
+            connection.send(&[])?;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(report)
+}
+
+impl FloorReport {
+    /// The totals of two threads' reports.
+    fn add(self, other: Self) -> Self {
+        Self {
+            writes: self.writes + other.writes,
+            passes: self.passes + other.passes,
+            writing: self.writing + other.writing,
+            longest_pass: self.longest_pass.max(other.longest_pass),
+            partial: self.partial + other.partial,
+        }
     }
 }
 
