@@ -178,6 +178,17 @@ impl Writer {
                 error!(target: "worker::pipeline", %err, lost = letters.len(), "messages lost")
             }
         }
+        // The run still began here: replay must start afresh here too.
+        if let Some(run) = &prepared.run_start {
+            let recorded = async {
+                let mut tx = self.store.begin().await?;
+                stored::insert_analysis_run(&mut tx, run).await?;
+                tx.commit().await.map_err(WorkerError::from)
+            };
+            if let Err(err) = recorded.await {
+                error!(target: "worker::pipeline", %err, "analysis run not recorded");
+            }
+        }
     }
 
     fn publish(&self, prepared: &Prepared, ids: &[i64]) {
