@@ -17,13 +17,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use alloy::primitives::{keccak256, B256};
+use analytics_primitives::analysis::engine::config::ANALYZERS;
 use analytics_primitives::analysis::{self, AnalysisConfig, Analyzer, StoredEvent};
 use analytics_primitives::event::{parse_event, Event, StreamKind};
 use analytics_primitives::insight::{EventRef, Insight, InsightKind};
 use analytics_primitives::merkle::MerkleTree;
 use anyhow::{bail, Context};
 use offchain_worker::storage::{to_b256, BatchRow, Store};
-use offchain_worker::stored::{AnalysisRun, EventRecord, InsightRecord};
+use offchain_worker::stored::{AnalysisRun, EventRecord, InsightRecord, Snapshot};
 
 use crate::cli::RunArgs;
 
@@ -63,12 +64,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Report> {
     let store = Store::connect(&config.database.url, 2)
         .await
         .context("cannot connect to PostgreSQL")?;
-    let runs = store.analysis_runs().await.context("cannot read the analysis runs")?;
+    // One snapshot, so a node writing meanwhile is seen as it was at one
+    // moment.
+    let mut history = store.snapshot().await.context("cannot read the database")?;
+    let runs = history.analysis_runs().await.context("cannot read the analysis runs")?;
     let mut runs = Runs::new(config.analysis, runs)?;
 
-    let mut stored = load_insights(&store, &runs).await?;
-    let replayed = replay_events(&store, &mut runs, &mut stored).await?;
-    let batches = store.all_batches().await.context("cannot read the batches")?;
+    let mut stored = load_insights(&mut history, &runs).await?;
+    let replayed = replay_events(&mut history, &mut runs, &mut stored).await?;
+    let batches = history.all_batches().await.context("cannot read the batches")?;
     Ok(report(&stored, &replayed, &batches))
 }
 
@@ -85,6 +89,15 @@ impl Runs {
     fn new(settings: AnalysisConfig, runs: Vec<AnalysisRun>) -> anyhow::Result<Self> {
         let current = analyzer(&settings)?;
         for run in &runs {
+            if !ANALYZERS.contains(&run.analysis.as_str()) {
+                bail!(
+                    "the analysis run from event {} used {}, which this version of \
+                     analytics-node cannot replay (it knows {})",
+                    run.first_event,
+                    run.analysis,
+                    ANALYZERS.join(", ")
+                );
+            }
             let mine = settings_of(&settings, run).digest().to_string();
             if mine != run.settings_digest {
                 bail!(
@@ -127,8 +140,11 @@ fn analyzer(settings: &AnalysisConfig) -> anyhow::Result<Box<dyn Analyzer>> {
         .map_err(|e| anyhow::anyhow!("config field `analysis.{}`: {}", e.field, e.reason))
 }
 
-async fn load_insights(store: &Store, runs: &Runs) -> anyhow::Result<Vec<Stored>> {
-    let records = store.all_insights().await.context("cannot read the insights")?;
+async fn load_insights(
+    history: &mut Snapshot,
+    runs: &Runs,
+) -> anyhow::Result<Vec<Stored>> {
+    let records = history.all_insights().await.context("cannot read the insights")?;
     let mut stored = Vec::with_capacity(records.len());
     for record in records {
         let content: Insight = serde_json::from_str(&record.canonical)
@@ -149,7 +165,7 @@ async fn load_insights(store: &Store, runs: &Runs) -> anyhow::Result<Vec<Stored>
 }
 
 async fn replay_events(
-    store: &Store,
+    history: &mut Snapshot,
     runs: &mut Runs,
     stored: &mut [Stored],
 ) -> anyhow::Result<Replayed> {
@@ -160,7 +176,8 @@ async fn replay_events(
     let mut replayed = Replayed::default();
     let mut after = 0;
     loop {
-        let page = store.events_by_id(after, PAGE).await.context("cannot read events")?;
+        let page =
+            history.events_by_id(after, PAGE).await.context("cannot read events")?;
         let Some(last) = page.last() else { break };
         after = last.id;
         for record in &page {

@@ -69,10 +69,29 @@ pub struct InsightRecord {
     pub leaf_index: Option<i32>,
 }
 
+/// A consistent, read-only view of the stored history: every read sees
+/// the database as it was when the snapshot was taken, so a node writing
+/// meanwhile adds nothing half-way (events without their insights, a batch
+/// without its members).
+pub struct Snapshot {
+    tx: StoreTx,
+}
+
 impl Store {
+    /// Takes a snapshot (a `REPEATABLE READ`, `READ ONLY` transaction).
+    pub async fn snapshot(&self) -> Result<Snapshot, WorkerError> {
+        let mut tx = self.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+        Ok(Snapshot { tx })
+    }
+}
+
+impl Snapshot {
     /// Up to `limit` events with ids above `after`, by id.
     pub async fn events_by_id(
-        &self,
+        &mut self,
         after: i64,
         limit: i64,
     ) -> Result<Vec<EventRecord>, WorkerError> {
@@ -82,37 +101,45 @@ impl Store {
         )
         .bind(after)
         .bind(limit)
-        .fetch_all(self.pool())
+        .fetch_all(&mut *self.tx)
         .await?;
         Ok(rows)
     }
 
     /// Every insight, by id.
-    pub async fn all_insights(&self) -> Result<Vec<InsightRecord>, WorkerError> {
+    pub async fn all_insights(&mut self) -> Result<Vec<InsightRecord>, WorkerError> {
         let rows = sqlx::query_as(
             "SELECT id, hash, canonical, event_id, batch_id, leaf_index FROM insights \
              ORDER BY id",
         )
-        .fetch_all(self.pool())
+        .fetch_all(&mut *self.tx)
         .await?;
         Ok(rows)
     }
 
-    /// Every run of the analysis, by its first event.
-    pub async fn analysis_runs(&self) -> Result<Vec<AnalysisRun>, WorkerError> {
+    /// Every run of the analysis, by its first event; none in a database
+    /// whose schema predates them.
+    pub async fn analysis_runs(&mut self) -> Result<Vec<AnalysisRun>, WorkerError> {
+        let exists: bool =
+            sqlx::query_scalar("SELECT to_regclass('analysis_runs') IS NOT NULL")
+                .fetch_one(&mut *self.tx)
+                .await?;
+        if !exists {
+            return Ok(Vec::new());
+        }
         let rows = sqlx::query_as(
             "SELECT first_event, analysis, settings_digest FROM analysis_runs \
              ORDER BY first_event",
         )
-        .fetch_all(self.pool())
+        .fetch_all(&mut *self.tx)
         .await?;
         Ok(rows)
     }
 
     /// Every batch, by id.
-    pub async fn all_batches(&self) -> Result<Vec<BatchRow>, WorkerError> {
+    pub async fn all_batches(&mut self) -> Result<Vec<BatchRow>, WorkerError> {
         let sql = format!("SELECT {BATCH_COLUMNS} FROM anchor_batches ORDER BY id");
-        let rows = sqlx::query_as(&sql).fetch_all(self.pool()).await?;
+        let rows = sqlx::query_as(&sql).fetch_all(&mut *self.tx).await?;
         Ok(rows)
     }
 }

@@ -62,8 +62,13 @@ fn replay(node: &Node) -> anyhow::Result<(bool, String)> {
 
 /// Runs `replay` with extra arguments.
 fn replay_with(node: &Node, extra: &[&str]) -> anyhow::Result<(bool, String)> {
+    replay_at(&node.database.url, extra)
+}
+
+/// Runs `replay` on a database.
+fn replay_at(database_url: &str, extra: &[&str]) -> anyhow::Result<(bool, String)> {
     let output = Command::new(node_binary())
-        .args(["replay", "--database-url", &node.database.url])
+        .args(["replay", "--database-url", database_url])
         .args(extra)
         .output()?;
     let text = format!(
@@ -192,6 +197,43 @@ async fn runs_of_engine_1_and_then_engine_2_across_a_restart_replay_run_by_run(
     assert!(!ok, "replay with other settings passed:\n{output}");
     assert!(output.contains("the analysis run from event"), "{output}");
     assert!(output.contains("used engine/1 with settings of digest"), "{output}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_beside_a_node_that_is_writing_sees_one_consistent_moment(
+) -> anyhow::Result<()> {
+    let node = Node::start().await?;
+    let mut redis = redis_connection(&node.redis_url).await?;
+    let (users, business) = other_messages();
+    let mut sent = publish(&mut redis, &node.channels.user, users).await?;
+    sent += publish(&mut redis, &node.channels.business, business).await?;
+
+    // Metrics arrive in small bursts while replay runs, again and again.
+    let channel = node.channels.metrics.clone();
+    let mut writer = redis_connection(&node.redis_url).await?;
+    let feeding = tokio::spawn(async move {
+        let mut count = 0;
+        for burst in metric_messages(3_000).chunks(50) {
+            count += publish(&mut writer, &channel, burst.to_vec()).await?;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        anyhow::Ok(count)
+    });
+    let mut replays = 0;
+    let url = node.database.url.clone();
+    while !feeding.is_finished() {
+        let url = url.clone();
+        let (ok, output) =
+            tokio::task::spawn_blocking(move || replay_at(&url, &[])).await??;
+        assert!(ok, "replay during ingest differed:\n{output}");
+        replays += 1;
+    }
+    sent += feeding.await??;
+    assert!(replays >= 2, "ingest ended before a second replay");
+    wait_all_anchored(&node, sent as i64).await?;
+    let (ok, output) = replay(&node)?;
+    assert!(ok && output.ends_with("REPLAY MATCHES\n"), "{output}");
     Ok(())
 }
 

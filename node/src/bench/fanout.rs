@@ -32,11 +32,11 @@ pub struct FanoutArgs {
     /// Concurrent WebSocket clients; several values run one after another.
     #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
     pub clients: Vec<usize>,
-    /// Broadcasts per second.
-    #[arg(long, default_value_t = 100)]
+    /// Broadcasts per second, at least 1.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
     pub rate: u32,
-    /// Seconds of broadcasting per run.
-    #[arg(long, default_value_t = 10)]
+    /// Seconds of broadcasting per run, at least 1.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub seconds: u64,
     /// The server's coalescing interval, milliseconds (as
     /// `server.ws_coalesce_ms`).
@@ -48,9 +48,10 @@ pub struct FanoutArgs {
     #[arg(long)]
     pub floor: bool,
     /// Threads of the floor server, each writing to its share of the
-    /// connections.
-    #[arg(long, default_value_t = 1)]
-    pub floor_threads: usize,
+    /// connections (1 to 64; with `--floor`).
+    #[arg(long, default_value_t = 1, requires = "floor",
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub floor_threads: u16,
 }
 
 /// Options of the client process (started by `bench fanout`).
@@ -140,7 +141,7 @@ async fn run_floor(
     let addr = server.addr()?;
     let (rate, seconds) = (args.rate, args.seconds);
     let schedule = Schedule { rate, seconds };
-    let threads = args.floor_threads;
+    let threads = usize::from(args.floor_threads);
     let (done, held) = std::sync::mpsc::channel();
     let serving =
         tokio::task::spawn_blocking(move || server.run(clients, schedule, threads, held));

@@ -48,13 +48,13 @@ pub fn run(args: &ThroughputArgs) -> anyhow::Result<()> {
     if let Some(name) = &args.engine_detector {
         config.detector.clone_from(name);
     }
-    config
-        .validate()
-        .map_err(|e| anyhow::anyhow!("--analyzer, --window or --engine-detector: {e}"))?;
     if !EngineAnalyzer::VERSIONS.contains(&config.analyzer.as_str()) {
         let versions = EngineAnalyzer::VERSIONS.join(", ");
         anyhow::bail!("--analyzer: must be a version of the engine: {versions}");
     }
+    config
+        .validate()
+        .map_err(|e| anyhow::anyhow!("--window or --engine-detector: {e}"))?;
     println!("engine {}, detector {}", config.analyzer, config.detector);
 
     let (seconds, insights) = time_series(&config, &series);
