@@ -68,6 +68,16 @@ pub struct FanoutClientArgs {
     pub expected: u64,
 }
 
+/// Open files beyond one per connection: listeners, pipes, the runtime.
+const SPARE_FILES: u64 = 64;
+
+/// The soft limit on open files, from the text of `/proc/self/limits`;
+/// `None` when unlimited or not found.
+fn open_file_limit(limits: &str) -> Option<u64> {
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.trim_start_matches("Max open files").split_whitespace().next()?.parse().ok()
+}
+
 /// What the client process reports.
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct ClientReport {
@@ -83,6 +93,18 @@ struct ClientReport {
 
 /// Runs the benchmark and prints a table.
 pub async fn run(args: &FanoutArgs) -> anyhow::Result<()> {
+    let most = args.clients.iter().copied().max().unwrap_or(0);
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    if let Some(limit) = open_file_limit(&limits) {
+        let needed = most as u64 + SPARE_FILES;
+        if limit < needed {
+            bail!(
+                "--clients {most} needs at least {needed} open files in this process \
+                 and in its client process, but the limit is {limit}: raise it with \
+                 `ulimit -n {needed}`"
+            );
+        }
+    }
     println!(
         "fan-out: {} broadcasts/s for {} s per run, coalescing {} ms",
         args.rate, args.seconds, args.coalesce_ms
@@ -459,6 +481,18 @@ fn summarise(tallies: Vec<Tally>, expected: u64) -> ClientReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_the_soft_limit_on_open_files() {
+        let limits =
+            "Limit                     Soft Limit           Hard Limit           Units\n\
+            Max cpu time              unlimited            unlimited            seconds\n\
+            Max open files            1024                 524288               files\n";
+        assert_eq!(open_file_limit(limits), Some(1024));
+        let unlimited = limits.replace("1024   ", "unlimited");
+        assert_eq!(open_file_limit(&unlimited), None);
+        assert_eq!(open_file_limit("Max processes 5 5 processes"), None);
+    }
 
     #[test]
     fn reads_integer_fields_in_place() {
