@@ -114,7 +114,8 @@ impl Runs {
         Ok(Self { settings, ahead: runs.into(), current })
     }
 
-    /// The analysis of event `id`, and the analyser recorded for it.
+    /// The analyser (with its version) that analysed event `id`: that of
+    /// the latest run begun at or before it, or the configured one.
     fn version_of(&self, id: i64) -> String {
         let run = self.ahead.iter().rev().find(|run| run.first_event <= id);
         run.map_or_else(|| self.current.version().to_owned(), |run| run.analysis.clone())

@@ -151,7 +151,7 @@ async fn replay_reproduces_anchored_hashes_and_names_a_tampered_event(
 }
 
 #[tokio::test]
-async fn runs_of_engine_1_and_then_engine_2_across_a_restart_replay_run_by_run(
+async fn runs_of_engine_1_and_then_engine_2_across_restarts_replay_run_by_run(
 ) -> anyhow::Result<()> {
     let options = NodeOptions {
         config_toml: Some("[analysis]\nanalyzer = \"engine/1\"\n".into()),
@@ -161,7 +161,8 @@ async fn runs_of_engine_1_and_then_engine_2_across_a_restart_replay_run_by_run(
     let mut redis = redis_connection(&node.redis_url).await?;
     let (users, business) = other_messages();
     let mut metrics = metric_messages(700);
-    let later = metrics.split_off(400);
+    let mut later = metrics.split_off(400);
+    let last = later.split_off(150);
     let mut sent = publish(&mut redis, &node.channels.metrics, metrics).await?;
     sent += publish(&mut redis, &node.channels.user, users).await?;
     wait_all_anchored(&node, sent as i64).await?;
@@ -172,8 +173,20 @@ async fn runs_of_engine_1_and_then_engine_2_across_a_restart_replay_run_by_run(
     std::fs::write(&path, "[analysis]\n")?;
     node.restart().await?;
     sent += publish(&mut redis, &node.channels.metrics, later).await?;
+    wait_all_anchored(&node, sent as i64).await?;
+
+    // A restart with the same settings is a new run too: replay must not
+    // carry the analysis across it.
+    node.restart().await?;
+    sent += publish(&mut redis, &node.channels.metrics, last).await?;
     sent += publish(&mut redis, &node.channels.business, business).await?;
     wait_all_anchored(&node, sent as i64).await?;
+    let pool = node.database.pool().await?;
+    let runs: Vec<String> =
+        sqlx::query_scalar("SELECT analysis FROM analysis_runs ORDER BY first_event")
+            .fetch_all(&pool)
+            .await?;
+    assert_eq!(runs, ["engine/1", "engine/2", "engine/2"]);
 
     let insights =
         node.call("analytics_listInsights", json!([{ "limit": 1000 }])).await?;

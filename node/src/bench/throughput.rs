@@ -2,8 +2,8 @@
 //! synthetic noisy daily series with spikes, through:
 //! - the engine's per-metric analysis (anomaly score, trend test and
 //!   forecast together, window `--window`), and
-//! - the whole engine analyser (`--analyzer`) behind the `Analyzer` trait (which also
-//!   builds the metric point of every sample), and
+//! - the whole engine analyser (`--analyzer`) behind the `Analyzer`
+//!   trait (which also builds the metric point of every sample), and
 //! - with `--detector`, that detector alone.
 
 use std::time::Instant;
